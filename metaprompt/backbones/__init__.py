@@ -1,0 +1,11 @@
+"""Backbones: the frozen causal LMs that prompts are trained on.
+
+``load_backbone(name_or_path)`` is the single entry point: a preset name (``smollm2-135m``,
+``llama-3.1-8b``, ``meditron3-8b``, ``gpt-oss-20b``, ``tiny-llama``, ``tiny-gpt-oss``), a local HF folder,
+or a hub id.
+"""
+
+from metaprompt.backbones.loading import BackboneUnavailableError, load_backbone, load_tokenizer
+from metaprompt.backbones.presets import PRESETS, BackbonePreset
+
+__all__ = ["PRESETS", "BackbonePreset", "BackboneUnavailableError", "load_backbone", "load_tokenizer"]
