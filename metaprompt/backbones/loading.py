@@ -44,7 +44,12 @@ def _resolve(name_or_path: str) -> tuple[str, torch.dtype | None]:
     """Map a preset name to its source; anything else is a local folder or hub id."""
     preset = PRESETS.get(name_or_path)
     if preset is None:
-        return name_or_path, None
+        if not Path(name_or_path).expanduser().is_dir() and name_or_path.count("/") != 1:
+            raise BackboneUnavailableError(
+                f"backbone {name_or_path!r} is neither a preset ({', '.join(PRESETS)}), a local folder, "
+                "nor a hub id of the form owner/name"
+            )
+        return str(Path(name_or_path).expanduser()) if Path(name_or_path).expanduser().is_dir() else name_or_path, None
     return preset.source, preset.dtype
 
 
@@ -85,11 +90,6 @@ def load_backbone(
         model = tiny.build_tiny(source.split(":", 1)[1], len(tokenizer), tokenizer.pad_token_id, seed, dtype)
     else:
         folder = str(embedded.model_folder()) if source.startswith("embedded:") else source
-        if not source.startswith("embedded:") and not Path(folder).is_dir() and "/" not in folder:
-            raise BackboneUnavailableError(
-                f"backbone {name_or_path!r} is neither a preset ({', '.join(PRESETS)}), a local folder, "
-                "nor a hub id of the form owner/name"
-            )
         try:
             model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
         except OSError as e:

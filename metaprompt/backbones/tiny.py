@@ -19,22 +19,33 @@ def tiny_config(arch: str, vocab_size: int, pad_token_id: int | None = None) -> 
         pad_token_id: The tokenizer's pad id.
     """
     common = dict(
-        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-        pad_token_id=pad_token_id, tie_word_embeddings=True,
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        pad_token_id=pad_token_id,
+        tie_word_embeddings=True,
     )
     if arch == "llama":
         return LlamaConfig(**common)
     if arch == "gpt_oss":
         return GptOssConfig(
-            **common, head_dim=16, num_local_experts=4, num_experts_per_tok=2, sliding_window=64,
+            **common,
+            head_dim=16,
+            num_local_experts=4,
+            num_experts_per_tok=2,
+            sliding_window=64,
             layer_types=["sliding_attention", "full_attention"],
         )
     raise ValueError(f"unknown tiny architecture {arch!r}; expected 'llama' or 'gpt_oss'")
 
 
-def build_tiny(arch: str, vocab_size: int, pad_token_id: int | None, seed: int = 0,
-               dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+def build_tiny(
+    arch: str, vocab_size: int, pad_token_id: int | None, seed: int = 0, dtype: torch.dtype = torch.float32
+) -> torch.nn.Module:
     """A randomly initialised tiny causal LM, deterministic for a given ``seed``."""
     config = tiny_config(arch, vocab_size, pad_token_id)
     with torch.random.fork_rng(devices=[]):

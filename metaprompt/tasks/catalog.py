@@ -18,8 +18,19 @@ from metaprompt.tasks.errors import DataFormatError
 
 # The counts entry that is the number of examples (the unit a reader yields), in priority order.
 _COUNT_KEYS = (
-    "kept_records", "kept_documents", "kept_sentences", "kept_questions", "kept_pairs", "kept_rows",
-    "kept_prompts", "kept_qa_pairs", "kept_abstracts", "kept", "documents_txt", "sentences", "questions",
+    "kept_records",
+    "kept_documents",
+    "kept_sentences",
+    "kept_questions",
+    "kept_pairs",
+    "kept_rows",
+    "kept_prompts",
+    "kept_qa_pairs",
+    "kept_abstracts",
+    "kept",
+    "documents_txt",
+    "sentences",
+    "questions",
 )
 
 
@@ -83,14 +94,22 @@ def _load(path: Path) -> dict[str, DatasetInfo]:
     try:
         manifest = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
-        raise DataFormatError(path, getattr(getattr(e, "problem_mark", None), "line", -1) + 1, f"invalid YAML: {e}") from None
+        raise DataFormatError(
+            path, getattr(getattr(e, "problem_mark", None), "line", -1) + 1, f"invalid YAML: {e}"
+        ) from None
     out: dict[str, DatasetInfo] = {}
     for n, d in enumerate(manifest.get("datasets") or []):
         try:
             counts = {key.split()[0]: _example_count(d["id"], key, val, path) for key, val in d["counts"].items()}
             out[d["id"]] = DatasetInfo(
-                id=d["id"], task_type=d["task_type"], role=d["role"], counts=counts, label_set=d.get("label_set"),
-                metric=str(d.get("metric", "")), domain=str(d.get("domain", "")), extra=d,
+                id=d["id"],
+                task_type=d["task_type"],
+                role=d["role"],
+                counts=counts,
+                label_set=d.get("label_set"),
+                metric=str(d.get("metric", "")),
+                domain=str(d.get("domain", "")),
+                extra=d,
             )
         except KeyError as e:
             raise DataFormatError(path, f"datasets[{n}]", f"missing key {e}") from None

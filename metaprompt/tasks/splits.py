@@ -13,7 +13,8 @@ Rules (deterministic, documented in the README's data section):
   train (the few-shot pool) and validation.
 
 Partitions are by *group*, so that related examples never straddle splits: a trial (NCT id) for chia,
-a source XML document for medquad, a question for kqa_nli; otherwise the example itself. The order
+a source XML document for medquad, a document for bioinfer, an abstract
+for pgr, an answer for kqa_nli; otherwise the example itself. The order
 comes from ``random.Random("metaprompt-split-v1:<id>")`` over sorted group keys, independent of
 PYTHONHASHSEED and of the order readers yield.
 """
@@ -27,8 +28,15 @@ from collections.abc import Callable, Sequence
 from metaprompt.tasks.records import Record
 
 CANONICAL = ("train", "validation", "test")
-_OFFICIAL = {"train": "train", "dev": "validation", "devel": "validation", "validation": "validation",
-             "test": "test", "test1": "test", "test2": "test"}
+_OFFICIAL = {
+    "train": "train",
+    "dev": "validation",
+    "devel": "validation",
+    "validation": "validation",
+    "test": "test",
+    "test1": "test",
+    "test2": "test",
+}
 _NCT = re.compile(r"NCT\d+")
 
 
@@ -37,12 +45,18 @@ def _group_key(dataset_id: str) -> Callable[[Record], str]:
         return lambda r: (_NCT.search(r.origin) or _NCT.search(r.uid) or re.search(".*", r.uid)).group(0)
     if dataset_id == "medquad":
         return lambda r: re.split(r"[:#]", r.origin)[0]
+    if dataset_id == "bioinfer":  # sentences of one document together: uid ends '<doc>.s<n>'
+        return lambda r: r.uid.rsplit(".s", 1)[0]
+    if dataset_id == "pgr":  # rows of one abstract together: uid is '<split>/<PMID>-<row>'
+        return lambda r: r.uid.rsplit("-", 1)[0]
     if dataset_id == "kqa_nli":
         return lambda r: getattr(r, "premise", r.uid)
     return lambda r: r.uid
 
 
-def partition(records: Sequence[Record], dataset_id: str, fractions: Sequence[float], salt: str = "") -> list[list[Record]]:
+def partition(
+    records: Sequence[Record], dataset_id: str, fractions: Sequence[float], salt: str = ""
+) -> list[list[Record]]:
     """Split ``records`` by group into consecutive parts of the given fractions (last part takes the rest).
 
     Args:

@@ -34,13 +34,21 @@ def rel(text: str, *triples: tuple[str, str, str]) -> RelationRecord:
 
 
 MC = QaRecord(
-    "q/test/1", "f:2", question="Which drug?", options=("E. coli", "Aspirin", "Ibuprofen (oral)"),
-    answers=("Ibuprofen (oral)",), kind="multiple_choice",
+    "q/test/1",
+    "f:2",
+    question="Which drug?",
+    options=("E. coli", "Aspirin", "Ibuprofen (oral)"),
+    answers=("Ibuprofen (oral)",),
+    kind="multiple_choice",
 )
 YNM = QaRecord("q/test/2", "f:3", question="Is it?", context="Some context.", answers=("maybe",), kind="yes_no_maybe")
 FREE = QaRecord("q/test/3", "f:4", question="What is X?", answers=("X is a thing.",), kind="free_text")
 NLI = NliRecord(
-    "n/test/1", "f:5", premise="P.", hypothesis="H.", label="no significant difference",
+    "n/test/1",
+    "f:5",
+    premise="P.",
+    hypothesis="H.",
+    label="no significant difference",
     label_space=("no significant difference", "significantly decreased", "significantly increased"),
 )
 SUM = SummarizationRecord("s/test/1", "f:6", source="Long text.", summary="Short.")
@@ -61,8 +69,12 @@ def test_ner_format_order_of_appearance_and_none():
 
 
 def test_re_format_reading_order_and_dedup():
-    r = rel("BRCA1 binds BARD1; cisplatin causes nephrotoxicity.",
-            ("cisplatin", "CID", "nephrotoxicity"), ("BRCA1", "PPI", "BARD1"), ("BRCA1", "PPI", "BARD1"))
+    r = rel(
+        "BRCA1 binds BARD1; cisplatin causes nephrotoxicity.",
+        ("cisplatin", "CID", "nephrotoxicity"),
+        ("BRCA1", "PPI", "BARD1"),
+        ("BRCA1", "PPI", "BARD1"),
+    )
     v = get_verbalizer("re", ["CID", "PPI"])
     assert v.target(r) == "BRCA1 | PPI | BARD1\ncisplatin | CID | nephrotoxicity"
     assert "Relation types: CID, PPI" in v.prompt(r)
@@ -74,7 +86,9 @@ def test_qa_formats():
     assert v.target(MC) == "C. Ibuprofen (oral)"
     assert "Options:\nA. E. coli\nB. Aspirin\nC. Ibuprofen (oral)" in v.prompt(MC)
     assert "Ibuprofen (oral)\n\nAnswer:" in v.prompt(MC)  # options listed, answer not given away
-    assert v.target(YNM) == "maybe" and "yes, no or maybe" in v.prompt(YNM) and "Context: Some context." in v.prompt(YNM)
+    assert (
+        v.target(YNM) == "maybe" and "yes, no or maybe" in v.prompt(YNM) and "Context: Some context." in v.prompt(YNM)
+    )
     assert v.target(FREE) == "X is a thing." and "X is a thing" not in v.prompt(FREE)
 
 
@@ -85,7 +99,9 @@ def test_nli_and_summarization_formats():
     assert "Labels: no significant difference, significantly decreased, significantly increased" in p
     assert "Premise: P.\n\nHypothesis: H.\n\nAnswer:" in p
     s = get_verbalizer("summarization")
-    assert s.target(SUM) == "Short." and s.prompt(SUM) == "Summarize the following text.\n\nText: Long text.\n\nSummary:"
+    assert (
+        s.target(SUM) == "Short." and s.prompt(SUM) == "Summarize the following text.\n\nText: Long text.\n\nSummary:"
+    )
 
 
 def test_custom_instruction_and_registry():
@@ -128,13 +144,22 @@ def test_re_parse_noisy():
 @pytest.mark.parametrize(
     "text,expected",
     [
-        ("C", "Ibuprofen (oral)"), ("c)", "Ibuprofen (oral)"), ("(C)", "Ibuprofen (oral)"),
-        ("C. ibuprofen  (ORAL)", "Ibuprofen (oral)"), ("Ibuprofen (oral)", "Ibuprofen (oral)"),
-        ("Answer: B", "Aspirin"), ("The answer is B. Aspirin", "Aspirin"), ("aspirin.", "Aspirin"),
+        ("C", "Ibuprofen (oral)"),
+        ("c)", "Ibuprofen (oral)"),
+        ("(C)", "Ibuprofen (oral)"),
+        ("C. ibuprofen  (ORAL)", "Ibuprofen (oral)"),
+        ("Ibuprofen (oral)", "Ibuprofen (oral)"),
+        ("Answer: B", "Aspirin"),
+        ("The answer is B. Aspirin", "Aspirin"),
+        ("aspirin.", "Aspirin"),
         ("E. coli", "E. coli"),  # option text that looks like a letter prefix
         ("B. Ibuprofen (oral)", "Ibuprofen (oral)"),  # text naming another option wins over the letter
-        ("B\nbecause it is an NSAID", "Aspirin"), ("Aspirin, since it inhibits COX", "Aspirin"),
-        ("D", ""), ("zzz", ""), ("", ""), ("   ", ""),
+        ("B\nbecause it is an NSAID", "Aspirin"),
+        ("Aspirin, since it inhibits COX", "Aspirin"),
+        ("D", ""),
+        ("zzz", ""),
+        ("", ""),
+        ("   ", ""),
     ],
 )
 def test_qa_multiple_choice_parse(text, expected):
@@ -143,8 +168,16 @@ def test_qa_multiple_choice_parse(text, expected):
 
 @pytest.mark.parametrize(
     "text,expected",
-    [("maybe", "maybe"), ("Yes.", "yes"), (" NO ", "no"), ("Yes, because...", "yes"), ("Answer: no", "no"),
-     ("noted", ""), ("perhaps", ""), ("", "")],
+    [
+        ("maybe", "maybe"),
+        ("Yes.", "yes"),
+        (" NO ", "no"),
+        ("Yes, because...", "yes"),
+        ("Answer: no", "no"),
+        ("noted", ""),
+        ("perhaps", ""),
+        ("", ""),
+    ],
 )
 def test_qa_yes_no_maybe_parse(text, expected):
     assert get_verbalizer("qa").parse(text, YNM) == expected
@@ -166,7 +199,8 @@ def test_qa_free_text_parse():
         ("Answer: significantly decreased", "significantly decreased"),
         ("significantly", ""),  # ambiguous prefix
         ("no significant", "no significant difference"),  # unique prefix
-        ("entailment", ""), ("", ""),
+        ("entailment", ""),
+        ("", ""),
     ],
 )
 def test_nli_parse(text, expected):
@@ -196,20 +230,60 @@ def test_escape_roundtrip_and_split():
 @pytest.mark.parametrize(
     "record",
     [
-        ner(TRICKY, *[(TRICKY.index(m), TRICKY.index(m) + len(m), lab) for m, lab in [
-            ("A|B", "Chemical"), ("A|B;", "Disease"), ("(x)\ttab\nnew\\line", "Chemical"), ("ünïcødé", "Disease"),
-            ("中文", "Chemical"), ("None | Type", "Disease"), ("None", "Type"), ("A|B", "Chemical")]]),
+        ner(
+            TRICKY,
+            *[
+                (TRICKY.index(m), TRICKY.index(m) + len(m), lab)
+                for m, lab in [
+                    ("A|B", "Chemical"),
+                    ("A|B;", "Disease"),
+                    ("(x)\ttab\nnew\\line", "Chemical"),
+                    ("ünïcødé", "Disease"),
+                    ("中文", "Chemical"),
+                    ("None | Type", "Disease"),
+                    ("None", "Type"),
+                    ("A|B", "Chemical"),
+                ]
+            ],
+        ),
         ner("no entities"),
         ner("None | Type", (0, 4, "Type")),
         ner("aspirin aspirin", (0, 7, "Chemical"), (8, 15, "Chemical")),
-        NerRecord("d/t/9", "f:9", text="?", entities=(Entity(-1, -1, "Chemical", "x\\y"), Entity(0, 1, "Chemical", "?"))),
-        rel(TRICKY, ("A|B", "Has_value", "new\\line"), ("(x)\ttab", "OR", "ünïcødé 中文"), ("None", "AND", "Type")),
+        NerRecord(
+            "d/t/9",
+            "f:9",
+            text="?",
+            entities=(Entity(-1, -1, "Chemical", "x\\y"), Entity(0, 1, "Chemical", "?")),
+        ),
+        rel(
+            TRICKY,
+            ("A|B", "Has_value", "new\\line"),
+            ("(x)\ttab", "OR", "ünïcødé 中文"),
+            ("None", "AND", "Type"),
+        ),
         rel("nothing"),
         rel("a | CID | b", ("a | CID", "CID", "b"), ("a", "CID", "CID | b")),
-        MC, YNM, FREE, NLI, SUM,
-        QaRecord("q/t/4", "f:1", question="Q", options=tuple(f"opt {i}" for i in range(30)), answers=("opt 28",),
-                 kind="multiple_choice"),
-        QaRecord("q/t/5", "f:1", question="Q", options=("B", "A", "A. b"), answers=("A. b",), kind="multiple_choice"),
+        MC,
+        YNM,
+        FREE,
+        NLI,
+        SUM,
+        QaRecord(
+            "q/t/4",
+            "f:1",
+            question="Q",
+            options=tuple(f"opt {i}" for i in range(30)),
+            answers=("opt 28",),
+            kind="multiple_choice",
+        ),
+        QaRecord(
+            "q/t/5",
+            "f:1",
+            question="Q",
+            options=("B", "A", "A. b"),
+            answers=("A. b",),
+            kind="multiple_choice",
+        ),
     ],
     ids=lambda r: r.uid,
 )
@@ -222,14 +296,30 @@ def test_roundtrip_tricky(record):
 # ---------------------------------------------------------------- fuzz: parsers never raise
 
 
-ALPHABET = list("abcXYZ |\\\n\r\t;:.,()[]-_'\"") + ["None", "A.", "(B)", "yes", "Answer:", "ü", "中", "\u2028", "\x00"]
+ALPHABET = list("abcXYZ |\\\n\r\t;:.,()[]-_'\"") + [
+    "None",
+    "A.",
+    "(B)",
+    "yes",
+    "Answer:",
+    "ü",
+    "中",
+    "\u2028",
+    "\x00",
+]
 
 
 @pytest.mark.parametrize("task_type", ["ner", "re", "qa", "nli", "summarization"])
 def test_fuzz_parsers_never_raise(task_type):
     rng = random.Random(f"fuzz:{task_type}")
     v = get_verbalizer(task_type, ["Chemical", "CID", "Entailment"])
-    records = {"ner": [None], "re": [None], "qa": [None, MC, YNM, FREE], "nli": [None, NLI], "summarization": [None, SUM]}
+    records = {
+        "ner": [None],
+        "re": [None],
+        "qa": [None, MC, YNM, FREE],
+        "nli": [None, NLI],
+        "summarization": [None, SUM],
+    }
     for _ in range(400):
         text = "".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 60)))
         for r in records[task_type]:

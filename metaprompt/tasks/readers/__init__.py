@@ -17,6 +17,9 @@ from metaprompt.tasks.records import Record
 
 Reader = Callable[[Path], dict[str, list[Record]]]
 READERS: dict[str, Reader] = {}
+# Records of the original files that a reader deliberately does not yield, with the reason, so that
+# counts are reconciled with MANIFEST.yaml openly: {dataset: {split: {record: reason}}}.
+EXCLUDED: dict[str, dict[str, dict[str, str]]] = {}
 
 
 def register(*dataset_ids: str) -> Callable[[Reader], Reader]:
@@ -30,6 +33,12 @@ def register(*dataset_ids: str) -> Callable[[Reader], Reader]:
         return fn
 
     return deco
+
+
+def excluded(dataset_id: str) -> dict[str, dict[str, str]]:
+    """Documented exclusions of ``dataset_id`` per original split (empty if none)."""
+    get_reader(dataset_id)
+    return EXCLUDED.get(dataset_id, {})
 
 
 def get_reader(dataset_id: str) -> Reader:

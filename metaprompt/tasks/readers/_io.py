@@ -51,7 +51,9 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
         yield lineno, obj
 
 
-def iter_csv(path: Path, required: list[str] | tuple[str, ...] = (), delimiter: str = ",") -> Iterator[tuple[int, dict]]:
+def iter_csv(
+    path: Path, required: list[str] | tuple[str, ...] = (), delimiter: str = ","
+) -> Iterator[tuple[int, dict]]:
     """Yield ``(line number, row dict)`` of a CSV/TSV file with a header row.
 
     The line number is that of the row's first physical line (quoted fields may span lines).
@@ -71,7 +73,9 @@ def iter_csv(path: Path, required: list[str] | tuple[str, ...] = (), delimiter: 
         start = reader.line_num + 1
 
 
-def iter_xlsx(path: Path, required: list[str] | tuple[str, ...] = (), sheet: str | None = None) -> Iterator[tuple[int, dict]]:
+def iter_xlsx(
+    path: Path, required: list[str] | tuple[str, ...] = (), sheet: str | None = None
+) -> Iterator[tuple[int, dict]]:
     """Yield ``(spreadsheet row number, row dict)`` of an XLSX sheet whose first row is a header."""
     import openpyxl  # local: only XLSX datasets need it
 
@@ -89,7 +93,9 @@ def iter_xlsx(path: Path, required: list[str] | tuple[str, ...] = (), sheet: str
         header = [str(c).strip() if c is not None else "" for c in next(rows, ())]
         missing = [c for c in required if c not in header]
         if missing:
-            raise DataFormatError(path, f"sheet {ws.title!r} row 1", f"missing column(s) {missing}; header has {header}")
+            raise DataFormatError(
+                path, f"sheet {ws.title!r} row 1", f"missing column(s) {missing}; header has {header}"
+            )
         for n, values in enumerate(rows, 2):
             if all(v is None for v in values):
                 continue

@@ -37,8 +37,8 @@ the folder entry are brat configuration, not documents, and are ignored; a ``.tx
 One known annotation error is accepted explicitly: ``NCT03460002_inc.ann`` T5 has mention field
 "Person Surveillance Site" over the span reading "Demographic Surveillance Site"; the offsets win.
 Whitespace-only documents (three ``_exc.txt`` files: trials without exclusion criteria) are kept as
-records with no entities, since the manifest counts them; a whitespace-only document with annotations
-raises.
+records with no entities, since the manifest counts them (annotations on such a text fail the span
+checks).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class _Mention:
     tid: str
     label: str
     spans: list[tuple[int, int]]
-    field: str
+    mention: str  # the text field of the T line
     continuation: list[str] = field(default_factory=list)
 
 
@@ -84,7 +84,7 @@ class Annotation:
 
     Attributes:
         entities: Entities in file order (one per T line).
-        relations: Gold triples in file order (R lines, then each group's neighbour pairs in place).
+        relations: Gold triples in file order (a group's neighbour pairs at the group's line).
         n_binary: Number of R lines.
         n_groups: Number of ``*`` equivalence-group lines.
     """
@@ -102,10 +102,10 @@ def _entity(m: _Mention, text: str, where: str, member: str) -> Entity:
             raise DataFormatError(where, m.line, f"{m.tid}: span {start}-{end} outside the text ({len(text)} chars)")
     pieces = [text[s:e] for s, e in m.spans]
     joined = " ".join(pieces)
-    repaired = "\n".join([m.field, *m.continuation])
+    repaired = "\n".join([m.mention, *m.continuation])
     if not (
         _same_text(repaired, joined)
-        or (m.continuation and _same_text(m.field, joined))  # stray lines after a complete mention
+        or (m.continuation and _same_text(m.mention, joined))  # stray lines after a complete mention
         or (member, m.tid) in KNOWN_TEXT_MISMATCHES
     ):
         raise DataFormatError(where, m.line, f"{m.tid}: mention text {repaired!r} does not match the text {joined!r}")
@@ -141,7 +141,9 @@ def parse_ann(text: str, ann: str, where: str, member: str = "") -> Annotation:
             continue
         if not _ANY_ID.match(line):
             if last_t is None:
-                raise DataFormatError(where, lineno, f"unrecognised line {line[:60]!r} (not T/R/*/A/#, not after a T line)")
+                raise DataFormatError(
+                    where, lineno, f"unrecognised line {line[:60]!r} (not T/R/*/A/#, not after a T line)"
+                )
             last_t.continuation.append(line)
             continue
         last_t = None
@@ -164,8 +166,6 @@ def parse_ann(text: str, ann: str, where: str, member: str = "") -> Annotation:
     result = Annotation()
     entities = {tid: _entity(m, text, where, member) for tid, m in mentions.items()}
     result.entities = list(entities.values())
-    if result.entities and not text.strip():
-        raise DataFormatError(where, None, f"empty text but {len(result.entities)} entities")
     for lineno, kind, rel_type, args in links:
         unknown = [a for a in args if a not in entities]
         if unknown:
@@ -176,7 +176,7 @@ def parse_ann(text: str, ann: str, where: str, member: str = "") -> Annotation:
         else:
             result.n_groups += 1
             ordered = sorted(args, key=lambda a: (mentions[a].spans[0][0], args.index(a)))
-            for a, b in zip(ordered, ordered[1:]):
+            for a, b in zip(ordered, ordered[1:], strict=False):
                 result.relations.append(Relation(entities[a].text, rel_type, entities[b].text))
     return result
 

@@ -55,9 +55,7 @@ ENTITY_TYPES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _sentence_record(
-    tokens: list[tuple[int, str, str]], dataset: str, split: str, index: int, path: Path
-) -> NerRecord:
+def _sentence_record(tokens: list[tuple[int, str, str]], dataset: str, split: str, index: int, path: Path) -> NerRecord:
     """Build one record from ``(line number, token, tag)`` triples; tags are already validated."""
     spans: list[list] = []  # [start, end, label]; an I- tag extends the last span's end
     pos = 0
@@ -96,18 +94,14 @@ def read_split(path: Path, dataset: str, split: str, types: tuple[str, ...]) -> 
             continue
         fields = line.split("\t")
         if len(fields) != 2:
-            raise DataFormatError(
-                path, lineno, f"expected 2 tab-separated fields (token, tag), found {len(fields)}"
-            )
+            raise DataFormatError(path, lineno, f"expected 2 tab-separated fields (token, tag), found {len(fields)}")
         token, tag = fields
         if not token.strip():
             raise DataFormatError(path, lineno, "empty token")
         if tag not in allowed:
             raise DataFormatError(path, lineno, f"unknown tag {tag!r}; expected one of {sorted(allowed)}")
         if tag.startswith("I-") and prev_tag[2:] != tag[2:]:
-            raise DataFormatError(
-                path, lineno, f"tag {tag!r} does not continue an entity (previous tag {prev_tag!r})"
-            )
+            raise DataFormatError(path, lineno, f"tag {tag!r} does not continue an entity (previous tag {prev_tag!r})")
         sentence.append((lineno, token, tag))
         prev_tag = tag
     if sentence:  # file without the final blank line
@@ -118,14 +112,10 @@ def read_split(path: Path, dataset: str, split: str, types: tuple[str, ...]) -> 
 def _make_reader(dataset: str, types: tuple[str, ...]) -> Reader:
     def read(folder: Path) -> dict[str, list[Record]]:
         folder = Path(folder)
-        return {
-            split: read_split(folder / name, dataset, split, types) for split, name in SPLIT_FILES.items()
-        }
+        return {split: read_split(folder / name, dataset, split, types) for split, name in SPLIT_FILES.items()}
 
     read.__name__ = read.__qualname__ = f"read_{dataset}"
-    read.__doc__ = (
-        f"Read {dataset}: ``train``/``devel``/``test`` sentence NerRecords (types {', '.join(types)})."
-    )
+    read.__doc__ = f"Read {dataset}: ``train``/``devel``/``test`` sentence NerRecords (types {', '.join(types)})."
     return read
 
 

@@ -41,9 +41,7 @@ def _field(obj: dict, key: str, kind: type, path: Path, where: str) -> Any:
         raise DataFormatError(path, where, f"missing field {key!r}")
     value = obj[key]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise DataFormatError(
-            path, where, f"field {key!r} must be {kind.__name__}, found {type(value).__name__}"
-        )
+        raise DataFormatError(path, where, f"field {key!r} must be {kind.__name__}, found {type(value).__name__}")
     return value
 
 
@@ -59,9 +57,7 @@ def _entity(obj: Any, text: str, path: Path, where: str) -> Entity:
             path, where, f"mention {mention!r} does not match the text at {start}-{end}: {text[start:end]!r}"
         )
     if label not in ENTITY_TYPES:
-        raise DataFormatError(
-            path, where, f"unknown entity type {label!r}; expected one of {list(ENTITY_TYPES)}"
-        )
+        raise DataFormatError(path, where, f"unknown entity type {label!r}; expected one of {list(ENTITY_TYPES)}")
     return Entity(start, end, label, mention)
 
 

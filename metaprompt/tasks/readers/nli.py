@@ -27,16 +27,30 @@ from metaprompt.tasks.readers import register
 from metaprompt.tasks.readers._io import iter_csv, read_text, require
 from metaprompt.tasks.records import NliRecord, Record
 
-RQE_FILES: dict[str, str] = {"train": "RQE_Train_8588_AMIA2016.xml", "test": "RQE_Test_302_pairs_AMIA2016.xml"}
+RQE_FILES: dict[str, str] = {
+    "train": "RQE_Train_8588_AMIA2016.xml",
+    "test": "RQE_Test_302_pairs_AMIA2016.xml",
+}
 RQE_LABELS: tuple[str, ...] = ("true", "false")
 
-CLINIFACT_FILES: dict[str, str] = {"train": "train_set.csv", "validation": "validation_set.csv", "test": "test_set.csv"}
+CLINIFACT_FILES: dict[str, str] = {
+    "train": "train_set.csv",
+    "validation": "validation_set.csv",
+    "test": "test_set.csv",
+}
 CLINIFACT_LABELS: dict[str, str] = {"1": "evidence", "0": "inconclusive", "2": "no_info"}
 
 EI_SPLITS: tuple[str, ...] = ("train", "validation", "test")
-EI_LABELS: tuple[str, ...] = ("no significant difference", "significantly decreased", "significantly increased")
+EI_LABELS: tuple[str, ...] = (
+    "no significant difference",
+    "significantly decreased",
+    "significantly increased",
+)
 EI_LABEL_FIX: dict[str, str] = {"significantly increase": "significantly increased"}  # typo in the original
-EI_HYPOTHESIS = "With respect to {outcome}, characterize the reported difference between {intervention} and those receiving {comparator}."
+EI_HYPOTHESIS = (  # the authors' prompt sentence, filled in
+    "With respect to {outcome}, characterize the reported difference between {intervention} "
+    "and those receiving {comparator}."
+)
 
 KQA_NLI_LABELS: tuple[str, ...] = ("Contradiction", "Entailment", "Neutral")
 
@@ -135,7 +149,9 @@ def _majority(rows: list[tuple[int, dict]], path: Path, prompt_id: str) -> str:
         raw = row["Label"].strip()
         label = EI_LABEL_FIX.get(raw, raw)
         if label not in EI_LABELS:
-            raise DataFormatError(path, line, f"unknown Label {raw!r} (PromptID {prompt_id}); expected one of {EI_LABELS}")
+            raise DataFormatError(
+                path, line, f"unknown Label {raw!r} (PromptID {prompt_id}); expected one of {EI_LABELS}"
+            )
         user = require(row["UserID"], path, line, "UserID")
         if votes.setdefault(user, label) != label:
             raise DataFormatError(path, line, f"annotator {user} gives two labels for PromptID {prompt_id}")
@@ -165,7 +181,9 @@ def read_evidence_inference(folder: Path) -> dict[str, list[Record]]:
     split_of = _article_splits(folder)
     ann_path = ann_dir / "v2_annotations.csv"
     by_prompt: dict[str, list[tuple[int, dict]]] = {}
-    for line, row in iter_csv(ann_path, required=("UserID", "PromptID", "PMCID", "Valid Label", "Label", "Annotations")):
+    for line, row in iter_csv(
+        ann_path, required=("UserID", "PromptID", "PMCID", "Valid Label", "Label", "Annotations")
+    ):
         pmcid = require(row["PMCID"], ann_path, line, "PMCID")
         if pmcid not in split_of:
             raise DataFormatError(ann_path, line, f"PMCID {pmcid} is in no split file")
@@ -184,13 +202,19 @@ def read_evidence_inference(folder: Path) -> dict[str, list[Record]]:
             raise DataFormatError(prompts_path, line, f"PromptID {prompt_id} has no annotation in {ann_path.name}")
         pmcid = row["PMCID"].strip()
         if any(r["PMCID"].strip() != pmcid for _, r in rows):
-            raise DataFormatError(prompts_path, line, f"PromptID {prompt_id}: PMCID {pmcid} differs from its annotations'")
+            raise DataFormatError(
+                prompts_path, line, f"PromptID {prompt_id}: PMCID {pmcid} differs from its annotations'"
+            )
         label = _majority(rows, ann_path, prompt_id)
-        voters = {r["UserID"].strip() for _, r in rows if EI_LABEL_FIX.get(r["Label"].strip(), r["Label"].strip()) == label}
+        voters = {
+            r["UserID"].strip() for _, r in rows if EI_LABEL_FIX.get(r["Label"].strip(), r["Label"].strip()) == label
+        }
         spans = dict.fromkeys(r["Annotations"].strip() for _, r in rows if r["UserID"].strip() in voters)
         evidence = "\n".join(s for s in spans if s)
         if not evidence:
-            raise DataFormatError(ann_path, f"PromptID {prompt_id}", f"no evidence text for the majority label {label!r}")
+            raise DataFormatError(
+                ann_path, f"PromptID {prompt_id}", f"no evidence text for the majority label {label!r}"
+            )
         hypothesis = EI_HYPOTHESIS.format(
             outcome=require(row["Outcome"], prompts_path, line, "Outcome"),
             intervention=require(row["Intervention"], prompts_path, line, "Intervention"),
@@ -209,7 +233,11 @@ def read_evidence_inference(folder: Path) -> dict[str, list[Record]]:
         )
     orphans = sorted(set(by_prompt) - seen)
     if orphans:
-        raise DataFormatError(ann_path, f"PromptID {orphans[0]}", f"{len(orphans)} annotated prompt(s) missing from prompts_merged.csv")
+        raise DataFormatError(
+            ann_path,
+            f"PromptID {orphans[0]}",
+            f"{len(orphans)} annotated prompt(s) missing from prompts_merged.csv",
+        )
     return out
 
 

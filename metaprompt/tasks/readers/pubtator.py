@@ -89,15 +89,11 @@ def _offset(value: str, path: Path, lineno: int, what: str) -> int:
 
 def _mention(doc: Document, fields: list[str], path: Path, lineno: int, types: tuple[str, ...]) -> Mention:
     if len(fields) not in (6, 7):
-        raise DataFormatError(
-            path, lineno, f"mention line needs 6 or 7 tab-separated fields, found {len(fields)}"
-        )
+        raise DataFormatError(path, lineno, f"mention line needs 6 or 7 tab-separated fields, found {len(fields)}")
     start, end = _offset(fields[1], path, lineno, "start"), _offset(fields[2], path, lineno, "end")
     text = doc.text
     if not start < end <= len(text):
-        raise DataFormatError(
-            path, lineno, f"offsets {start}-{end} outside the document text (length {len(text)})"
-        )
+        raise DataFormatError(path, lineno, f"offsets {start}-{end} outside the document text (length {len(text)})")
     mention, label = fields[3], fields[4]
     if text[start:end] != mention and text[start:end] != mention.strip():
         raise DataFormatError(
@@ -138,21 +134,15 @@ def parse_pubtator(path: Path, types: tuple[str, ...]) -> list[Document]:
                 doc = Document(pmid, lineno, body)
                 docs.append(doc)
             elif doc is None or doc.pmid != pmid or doc.abstract is not None or doc.mentions:
-                raise DataFormatError(
-                    path, lineno, f"abstract line of {pmid} does not directly follow its title line"
-                )
+                raise DataFormatError(path, lineno, f"abstract line of {pmid} does not directly follow its title line")
             else:
                 doc.abstract = body
             continue
         fields = line.split("\t")
         if doc is None or doc.abstract is None:
-            raise DataFormatError(
-                path, lineno, "annotation line before the document's title and abstract lines"
-            )
+            raise DataFormatError(path, lineno, "annotation line before the document's title and abstract lines")
         if fields[0] != doc.pmid:
-            raise DataFormatError(
-                path, lineno, f"PMID {fields[0]!r} differs from the document's {doc.pmid!r}"
-            )
+            raise DataFormatError(path, lineno, f"PMID {fields[0]!r} differs from the document's {doc.pmid!r}")
         if len(fields) == 4:
             doc.relations.append((lineno, fields[1], fields[2].strip(), fields[3].strip()))
         else:
@@ -210,9 +200,7 @@ def _relations(doc: Document, path: Path) -> tuple[Relation, ...]:
             raise DataFormatError(path, lineno, f"unknown relation type {rtype!r}; expected {CID!r}")
         for mesh, names, what in ((chem, chemicals, "Chemical"), (dis, diseases, "Disease")):
             if mesh not in names:
-                raise DataFormatError(
-                    path, lineno, f"{what} id {mesh!r} has no {what} mention in document {doc.pmid}"
-                )
+                raise DataFormatError(path, lineno, f"{what} id {mesh!r} has no {what} mention in document {doc.pmid}")
         triples[Relation(chemicals[chem], CID, diseases[dis])] = None
     return tuple(triples)
 

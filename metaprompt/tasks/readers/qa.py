@@ -21,17 +21,22 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from metaprompt.tasks.errors import DataFormatError
-from metaprompt.tasks.readers import register
+from metaprompt.tasks.readers import EXCLUDED, register
 from metaprompt.tasks.readers._io import iter_jsonl, read_json, read_text, require
 from metaprompt.tasks.records import QaRecord, Record
 
 PUBMEDQA_LABELS: tuple[str, ...] = ("yes", "no", "maybe")
-HEAD_QA_FILES: dict[str, str] = {"train": "train_HEAD_EN.json", "dev": "dev_HEAD_EN.json", "test": "test_HEAD_EN.json"}
+HEAD_QA_FILES: dict[str, str] = {
+    "train": "train_HEAD_EN.json",
+    "dev": "dev_HEAD_EN.json",
+    "test": "test_HEAD_EN.json",
+}
 
 # "<folder>/<file>#<pid>" of QAPairs whose <Answer> is empty in the original MedQuAD release: the
 # manifest's 1995 kept pairs include this one, so the reader returns 1994 records. It is dropped by
 # name so that any *other* empty answer is still reported as an error.
 KNOWN_EMPTY_ANSWERS: frozenset[str] = frozenset({"2_GARD_QA/0006509.xml#1"})
+EXCLUDED["medquad"] = {"all": {key: "QAPair with an empty <Answer/> in the original" for key in KNOWN_EMPTY_ANSWERS}}
 _SPACES = re.compile(r"[ \t\u00a0]+")
 
 
@@ -95,7 +100,9 @@ def read_pubmedqa(folder: Path) -> dict[str, list[Record]]:
             raise DataFormatError(gt_path, where, "PMID has no article in ori_pqal.json")
         rec = record(pmid, "test")
         if rec.answers[0] != label:  # two sources of the same gold label must agree
-            raise DataFormatError(gt_path, where, f"label {label!r} != final_decision {rec.answers[0]!r} in ori_pqal.json")
+            raise DataFormatError(
+                gt_path, where, f"label {label!r} != final_decision {rec.answers[0]!r} in ori_pqal.json"
+            )
         test.append(rec)
     train = [record(pmid, "train") for pmid in ori if pmid not in truth]
     return {"train": train, "test": test}
@@ -127,7 +134,9 @@ def read_head_qa(folder: Path) -> dict[str, list[Record]]:
                 answers = q.get("answers")
                 if not isinstance(answers, list) or len(answers) < 2 or not all(isinstance(a, dict) for a in answers):
                     raise DataFormatError(path, where, "'answers' must list at least two options")
-                options = [(str(a.get("aid", "")), require(a.get("atext"), path, where, "option text")) for a in answers]
+                options = [
+                    (str(a.get("aid", "")), require(a.get("atext"), path, where, "option text")) for a in answers
+                ]
                 right = str(q.get("ra", "")).strip()
                 correct = [text for aid, text in options if aid == right]
                 if len(correct) != 1:

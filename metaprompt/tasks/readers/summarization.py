@@ -149,17 +149,23 @@ def read_mediqa_mas(folder: Path) -> dict[str, list[Record]]:
         qid = require(row["question_id"], answers_path, where, "question_id")
         aid = _unique(seen, require(row["answer_id"], answers_path, where, "answer_id"), answers_path, where)
         if qid not in questions:
-            raise DataFormatError(answers_path, f"row {n} (answer_id={aid})", f"question_id {qid!r} not in {MAS_QUESTIONS}")
+            raise DataFormatError(
+                answers_path, f"row {n} (answer_id={aid})", f"question_id {qid!r} not in {MAS_QUESTIONS}"
+            )
         answers.setdefault(qid, []).append(_clean(row["Answer"], answers_path, f"row {n} (answer_id={aid})", "Answer"))
     extra = [qid for qid in summaries if qid not in questions]
     if extra:
-        raise DataFormatError(summaries_path, summaries[extra[0]][0], f"question_id {extra[0]!r} not in {MAS_QUESTIONS}")
+        raise DataFormatError(
+            summaries_path, summaries[extra[0]][0], f"question_id {extra[0]!r} not in {MAS_QUESTIONS}"
+        )
     records: list[Record] = []
     for qid, (lineno, question) in questions.items():
         if qid not in answers:
             raise DataFormatError(folder / MAS_QUESTIONS, lineno, f"question_id {qid!r} has no answer in {MAS_ANSWERS}")
         if qid not in summaries:
-            raise DataFormatError(folder / MAS_QUESTIONS, lineno, f"question_id {qid!r} has no summary in {MAS_SUMMARIES}")
+            raise DataFormatError(
+                folder / MAS_QUESTIONS, lineno, f"question_id {qid!r} has no summary in {MAS_SUMMARIES}"
+            )
         parts = [f"Question: {question}"] + [f"Answer {k}: {a}" for k, a in enumerate(answers[qid], 1)]
         records.append(
             SummarizationRecord(

@@ -24,7 +24,9 @@ from metaprompt.tasks.records import Record
 _ESCAPES = {"\\": "\\\\", "|": "\\|", "\n": "\\n", "\r": "\\r"}
 _UNESCAPES = {"\\": "\\", "|": "|", "n": "\n", "r": "\r"}
 _ESCAPE_RE = re.compile(r"[\\|\n\r]")
-_PREFIX_RE = re.compile(r"^\s*(?:the\s+)?(?:correct\s+)?(?:answer|option|label)\b\s*(?:is\b)?\s*[:\-]?\s*", re.IGNORECASE)
+_PREFIX_RE = re.compile(
+    r"^\s*(?:the\s+)?(?:correct\s+)?(?:answer|option|label)\b\s*(?:is\b)?\s*[:\-]?\s*", re.IGNORECASE
+)
 NONE_WORD = "None"
 """Target of a record with no entities / no relations."""
 

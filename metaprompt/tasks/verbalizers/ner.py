@@ -1,7 +1,7 @@
 """NER verbalizer: one ``mention | Type`` line per entity, ``None`` when there are none.
 
-Target format (entities in order of appearance, i.e. by ``(start, end)``, unknown offsets last; duplicates kept, since the
-structure is a multiset)::
+Target format (entities in order of appearance, i.e. by ``(start, end)``, unknown offsets last;
+duplicates kept, since the structure is a multiset)::
 
     aspirin | Chemical
     myocardial infarction | Disease

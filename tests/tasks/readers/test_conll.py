@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from metaprompt.tasks.catalog import default_data_root
 from metaprompt.tasks.errors import DataFormatError
 from metaprompt.tasks.readers import get_reader
 from metaprompt.tasks.readers.conll import ENTITY_TYPES, read_split
 from metaprompt.tasks.records import Entity
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "readers" / "conll"
-DATA = Path(
-    os.environ.get("METAPROMPT_DATA_ROOT", Path(__file__).resolve().parents[3].parent / "shared" / "data")
-)
+DATA = default_data_root() or Path("/nonexistent")  # $METAPROMPT_DATA or ../shared/data
 BIONLP11ID = ENTITY_TYPES["bionlp11id"]
 
 

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from metaprompt.tasks.catalog import default_data_root
 from metaprompt.tasks.errors import DataFormatError
 from metaprompt.tasks.readers import get_reader
 from metaprompt.tasks.readers.neurotrial import ENTITY_TYPES, read_split
 from metaprompt.tasks.records import Entity
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "readers" / "neurotrial"
-DATA = Path(
-    os.environ.get("METAPROMPT_DATA_ROOT", Path(__file__).resolve().parents[3].parent / "shared" / "data")
-)
+DATA = default_data_root() or Path("/nonexistent")  # $METAPROMPT_DATA or ../shared/data
 
 
 def test_good_fixture_exact_spans():
@@ -57,9 +55,7 @@ def test_malformed_raises_with_file_and_record(name, where, problem):
 def test_real_data_counts_and_offsets():
     import yaml
 
-    manifest = {d["id"]: d for d in yaml.safe_load((DATA / "MANIFEST.yaml").read_text())["datasets"]}[
-        "neurotrial_ner"
-    ]
+    manifest = {d["id"]: d for d in yaml.safe_load((DATA / "MANIFEST.yaml").read_text())["datasets"]}["neurotrial_ner"]
     assert sorted(manifest["label_set"]) == sorted(ENTITY_TYPES)
     out = get_reader("neurotrial_ner")(DATA / "neurotrial_ner")
     assert list(out) == [k.split()[0] for k in manifest["counts"]]

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from metaprompt.tasks.catalog import default_data_root
 from metaprompt.tasks.errors import DataFormatError
 from metaprompt.tasks.readers import get_reader
 from metaprompt.tasks.readers.pubtator import CDR_TYPES, NCBI_TYPES, parse_pubtator, read_cdr
 from metaprompt.tasks.records import Entity, Relation
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "readers" / "pubtator"
-DATA = Path(
-    os.environ.get("METAPROMPT_DATA_ROOT", Path(__file__).resolve().parents[3].parent / "shared" / "data")
-)
+DATA = default_data_root() or Path("/nonexistent")  # $METAPROMPT_DATA or ../shared/data
 
 
 def test_ncbi_good_fixture():
@@ -79,9 +77,7 @@ def test_cdr_relation_without_mention_raises(tmp_path):
         "CDR_TestSet.PubTator.txt",
     ):
         (tmp_path / name).write_bytes((FIXTURES / "cdr_unnamed_id.txt").read_bytes())
-    with pytest.raises(
-        DataFormatError, match=r"CDR_TrainingSet.PubTator.txt: line 5: Disease id 'D99' has no Disease"
-    ):
+    with pytest.raises(DataFormatError, match=r"CDR_TrainingSet.PubTator.txt: line 5: Disease id 'D99' has no Disease"):
         read_cdr(tmp_path)
 
 

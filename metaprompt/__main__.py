@@ -1,0 +1,54 @@
+"""The ``metaprompt`` command.
+
+metaprompt data stats [--root DIR] [--backbone NAME] [--max-length N]
+metaprompt fit|validate|test|predict -c lightning_configs/<stage>.yaml   (LightningCLI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _offline_defaults() -> None:
+    # Users with internet can override; by default nothing reaches for a hub at run time.
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ.setdefault(var, "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def data_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="metaprompt data", description="Inspect the datasets.")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    stats = sub.add_parser("stats", help="table of all datasets: sizes, tokens, truncation, round-trip")
+    stats.add_argument(
+        "--root", default=None, help="data root holding MANIFEST.yaml (default: $METAPROMPT_DATA or ../shared/data)"
+    )
+    stats.add_argument("--backbone", default="smollm2-135m", help="tokenizer/chat format to measure with")
+    stats.add_argument("--max-length", type=int, default=1024, help="prompt+target token budget")
+    args = parser.parse_args(argv)
+    from metaprompt.data.stats import all_stats, render
+
+    from metaprompt.tasks.errors import DataFormatError
+
+    try:
+        stats_rows = all_stats(args.root, args.backbone, args.max_length)
+    except (FileNotFoundError, DataFormatError) as e:
+        print(f"metaprompt data stats: error: {e}", file=sys.stderr)
+        return 2
+    render(stats_rows)
+    return 0 if all(s.manifest_ok and s.roundtrip_ok == s.roundtrip_total for s in stats_rows) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _offline_defaults()
+    if argv[:1] == ["data"]:
+        return data_main(argv[1:])
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""``MultitaskDataModule``: every task cast to text-to-text, tokenised, and mixed for training.
+
+records (metaprompt.tasks) -> verbalizer (prompt, target) -> PromptEncoder (ids, max-length policy)
+-> datasets.Dataset per (task, split), cached on disk -> concatenated with a task id per row
+-> TemperatureSampler (train) / sequential (eval) -> CausalLMCollator
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import datasets
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.data import DataLoader
+
+from metaprompt.backbones import load_tokenizer
+from metaprompt.data.collate import CausalLMCollator
+from metaprompt.data.encoding import PromptEncoder
+from metaprompt.data.sampling import TemperatureSampler
+from metaprompt.data.subsample import k_shot
+from metaprompt.tasks.records import Record
+from metaprompt.tasks.taskset import TaskSpec, resolve_tasks
+from metaprompt.tasks.verbalizers import get_verbalizer, label_set
+
+ENCODING_VERSION = "1"  # bump when verbalizers/encoding change, to invalidate the token cache
+FEATURES = datasets.Features(
+    {
+        "uid": datasets.Value("string"),
+        "task_id": datasets.Value("int32"),
+        "prompt_ids": datasets.Sequence(datasets.Value("int32")),
+        "target_ids": datasets.Sequence(datasets.Value("int32")),
+        "truncated": datasets.Value("int32"),
+        "over_length": datasets.Value("bool"),
+    }
+)
+
+
+class MultitaskDataModule(L.LightningDataModule):
+    """Multitask text-to-text data for causal LMs.
+
+    Args:
+        tasks: Task-set name (``lightning_configs/tasks/<name>.yaml``), a YAML path, comma-separated
+            manifest ids, or a list of ids / task declarations.
+        root: Data root with MANIFEST.yaml (default: ``$METAPROMPT_DATA`` or ``../shared/data``).
+        backbone: Backbone whose tokenizer and chat template encode the text.
+        max_length: Prompt + target token budget (the target is never truncated; see encoding.py).
+        min_prompt_tokens: Prompt body tokens always kept.
+        batch_size: Training batch size.
+        eval_batch_size: Validation/test batch size (default: ``batch_size``).
+        temperature: Task sampling temperature T, p_i ∝ n_i^(1/T).
+        samples_per_epoch: Training rows per epoch (default: all training rows once).
+        k_shot: Training examples per task: an int (0 = zero-shot, no training rows) or ``"all"``.
+        max_eval_per_task: Cap validation/test rows per task (seeded sample; ``None`` keeps all).
+        drop_over_length: Drop (and count) rows longer than ``max_length`` after truncation.
+        seed: Seed for sampling and subsampling.
+        cache_dir: Token cache (default ``$METAPROMPT_CACHE/tokens``).
+        num_workers: DataLoader workers.
+    """
+
+    def __init__(
+        self,
+        tasks: str | list = "demo",
+        root: str | None = None,
+        backbone: str = "smollm2-135m",
+        max_length: int = 1024,
+        min_prompt_tokens: int = 64,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        temperature: float = 2.0,
+        samples_per_epoch: int | None = None,
+        k_shot: int | str | None = "all",
+        max_eval_per_task: int | None = None,
+        drop_over_length: bool = False,
+        seed: int = 0,
+        cache_dir: str | None = None,
+        num_workers: int = 0,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.root = root
+        self.specs: list[TaskSpec] = resolve_tasks(tasks, root)
+        self.task_names = [s.name for s in self.specs]
+        self.task_types = [s.task_type for s in self.specs]
+        self.tokenizer = None
+        self.splits: dict[str, datasets.Dataset] = {}
+        self.records: dict[str, Record] = {}
+        self.verbalizers: dict[str, object] = {}
+        self.report: dict[str, dict[str, dict[str, int]]] = {}
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.specs)
+
+    def _cache_dir(self) -> Path:
+        base = self.hparams.cache_dir or os.path.join(
+            os.environ.get("METAPROMPT_CACHE", "~/.cache/metaprompt"), "tokens"
+        )
+        return Path(base).expanduser()
+
+    def _encode(
+        self, spec: TaskSpec, task_id: int, split: str, recs: list[Record], encoder: PromptEncoder
+    ) -> datasets.Dataset:
+        verbalizer = self.verbalizers[spec.name]
+        rows = {
+            "uid": [r.uid for r in recs],
+            "prompt": [verbalizer.prompt(r) for r in recs],
+            "target": [verbalizer.target(r) for r in recs],
+        }
+        key = hashlib.sha256(
+            json.dumps(
+                [
+                    ENCODING_VERSION,
+                    spec.name,
+                    split,
+                    task_id,
+                    self.hparams.backbone,
+                    self.hparams.max_length,
+                    self.hparams.min_prompt_tokens,
+                    rows,
+                ]
+            ).encode()
+        ).hexdigest()
+
+        def encode(batch: dict) -> dict:
+            enc = encoder.encode_batch(batch["prompt"], batch["target"])
+            return {
+                "uid": batch["uid"],
+                "task_id": [task_id] * len(enc),
+                "prompt_ids": [e.prompt_ids for e in enc],
+                "target_ids": [e.target_ids for e in enc],
+                "truncated": [e.truncated for e in enc],
+                "over_length": [e.over_length for e in enc],
+            }
+
+        cache = self._cache_dir() / f"{spec.name}-{split}-{key[:16]}.arrow"
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        ds = datasets.Dataset.from_dict(rows)
+        return ds.map(
+            encode,
+            batched=True,
+            remove_columns=ds.column_names,
+            features=FEATURES,
+            cache_file_name=str(cache),
+            load_from_cache_file=True,
+            desc=f"tokenise {spec.name}/{split}",
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:  # idempotent: Lightning calls setup once per stage
+            return
+        hp = self.hparams
+        self.tokenizer = load_tokenizer(hp.backbone)
+        encoder = PromptEncoder(self.tokenizer, hp.max_length, hp.min_prompt_tokens)
+        parts: dict[str, list[datasets.Dataset]] = {"train": [], "validation": [], "test": []}
+        for task_id, spec in enumerate(self.specs):
+            splits = spec.load(self.root)
+            self.verbalizers[spec.name] = get_verbalizer(
+                spec.task_type, spec.labels or label_set(r for recs in splits.values() for r in recs), spec.instruction
+            )
+            for split, recs in splits.items():
+                recs = (
+                    k_shot(recs, hp.k_shot, spec.name, hp.seed)
+                    if split == "train"
+                    else k_shot(recs, hp.max_eval_per_task, spec.name, hp.seed)
+                )
+                self.records.update((r.uid, r) for r in recs)
+                ds = self._encode(spec, task_id, split, recs, encoder) if recs else None
+                n_over = sum(ds["over_length"]) if ds is not None else 0
+                self.report.setdefault(spec.name, {})[split] = {
+                    "examples": len(recs),
+                    "truncated": sum(t > 0 for t in ds["truncated"]) if ds else 0,
+                    "over_length": n_over,
+                    "dropped": n_over if hp.drop_over_length else 0,
+                }
+                if ds is not None and hp.drop_over_length:
+                    ds = ds.filter(lambda r: not r["over_length"])
+                if ds is not None and len(ds):
+                    parts[split].append(ds)
+        self.splits = {s: datasets.concatenate_datasets(p) for s, p in parts.items() if p}
+        self._train_sizes = [
+            self.report[n]["train"]["examples"] - self.report[n]["train"]["dropped"] for n in self.task_names
+        ]
+        truncated = {n: {s: v["truncated"] for s, v in r.items() if v["truncated"]} for n, r in self.report.items()}
+        rank_zero_info(
+            f"[metaprompt] truncated prompts per task/split: {json.dumps({k: v for k, v in truncated.items() if v})}"
+        )
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        hp = self.hparams
+        ds = self.splits.get(split)
+        if ds is None:
+            return DataLoader([], batch_size=1)
+        collate = CausalLMCollator(self.tokenizer.pad_token_id, eval_mode=not train)
+        if train:
+            sampler = TemperatureSampler(self._train_sizes, hp.temperature, hp.samples_per_epoch, hp.seed)
+            return DataLoader(
+                ds, batch_size=hp.batch_size, sampler=sampler, collate_fn=collate, num_workers=hp.num_workers
+            )
+        return DataLoader(
+            ds,
+            batch_size=hp.eval_batch_size or hp.batch_size,
+            shuffle=False,
+            collate_fn=collate,
+            num_workers=hp.num_workers,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)

@@ -1,0 +1,136 @@
+"""Task specs and task-set YAML files: which tasks a run uses and where their records come from.
+
+A task-set YAML (``lightning_configs/tasks/*.yaml``) lists tasks either by manifest id or as a full
+declaration of a user's own data, so credentialed corpora (n2c2, MIMIC-derived sets) plug in without
+code::
+
+    tasks:
+      - bc5cdr_chem                      # a dataset of ../shared/data/MANIFEST.yaml
+      - name: n2c2_2018_ner              # a user's own task
+        task_type: ner
+        role: target
+        format: jsonl                    # jsonl | json | csv | tsv | hub
+        data_files: {train: /data/n2c2/train.jsonl, test: /data/n2c2/test.jsonl}
+        columns: {text: note, entities: spans}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from metaprompt.tasks.catalog import load_manifest, resolve_root
+from metaprompt.tasks.records import TASK_TYPES, Record
+from metaprompt.tasks.splits import canonical_splits
+
+TASKSET_DIR = Path(__file__).resolve().parents[2] / "lightning_configs" / "tasks"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task of a run.
+
+    Attributes:
+        name: Unique task name (the manifest id for built-in datasets).
+        task_type: ``ner | re | qa | nli | summarization``.
+        role: ``source`` (used to train teachers / the metaprompt) or ``target`` (held out).
+        format: ``manifest`` for built-in datasets, else the user data's format.
+        data_files: Split name -> file (user tasks), or the hub dataset id under ``"hub"``.
+        columns: Record field -> column name in the user's data (see ``metaprompt.tasks.custom``).
+        labels: Labels shown in the prompt; empty -> derived from the records.
+        instruction: Overrides the verbalizer's default instruction.
+        origin: Where this spec was declared (for error messages).
+    """
+
+    name: str
+    task_type: str
+    role: str = "source"
+    format: str = "manifest"
+    data_files: dict[str, str] = field(default_factory=dict)
+    columns: dict[str, str] = field(default_factory=dict)
+    labels: tuple[str, ...] = ()
+    instruction: str | None = None
+    origin: str = ""
+
+    def __post_init__(self) -> None:
+        if self.task_type not in TASK_TYPES:
+            raise ValueError(
+                f"{self.origin}: task {self.name!r}: task_type {self.task_type!r} is not one of {TASK_TYPES}"
+            )
+        if self.role not in ("source", "target"):
+            raise ValueError(f"{self.origin}: task {self.name!r}: role must be 'source' or 'target', not {self.role!r}")
+
+    def load(self, root: str | Path | None = None) -> dict[str, list[Record]]:
+        """Records per canonical split (``train``, ``validation``, ``test``)."""
+        if self.format == "manifest":
+            return _load_manifest_task(self.name, str(resolve_root(root)))
+        from metaprompt.tasks.custom import load_custom
+
+        return load_custom(self)
+
+
+@lru_cache(maxsize=64)
+def _load_manifest_task(name: str, root: str) -> dict[str, list[Record]]:
+    from metaprompt.tasks.readers import get_reader
+
+    return canonical_splits(name, get_reader(name)(Path(root) / name))
+
+
+def manifest_task(name: str, root: str | Path | None = None, origin: str = "") -> TaskSpec:
+    """The spec of a built-in dataset, with type and role from MANIFEST.yaml."""
+    manifest = load_manifest(root)
+    if name not in manifest:
+        raise KeyError(f"{origin or 'task list'}: unknown task {name!r}; known: {', '.join(manifest)}")
+    info = manifest[name]
+    return TaskSpec(name=name, task_type=info.task_type, role=info.role, origin=origin or "MANIFEST.yaml")
+
+
+def _spec_from_entry(entry: Any, root: str | Path | None, where: str) -> TaskSpec:
+    if isinstance(entry, str):
+        return manifest_task(entry, root, where)
+    if not isinstance(entry, dict) or "name" not in entry:
+        raise ValueError(f"{where}: a task is a manifest id or a mapping with at least 'name'; got {entry!r}")
+    if "task_type" not in entry:  # a manifest task with overrides (e.g. a custom instruction)
+        base = manifest_task(entry["name"], root, where)
+        return TaskSpec(**{**base.__dict__, **entry, "origin": where})
+    unknown = set(entry) - set(TaskSpec.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)} in task {entry['name']!r}")
+    entry = {**entry, "labels": tuple(entry.get("labels", ()))}
+    entry.setdefault("format", "jsonl")
+    return TaskSpec(**entry, origin=where)
+
+
+def resolve_tasks(tasks: str | list[Any], root: str | Path | None = None) -> list[TaskSpec]:
+    """Turn a task-set name/path or an inline list into TaskSpecs.
+
+    Args:
+        tasks: A task-set name (``"clinical21"`` -> ``lightning_configs/tasks/clinical21.yaml``), a
+            path to such a YAML, a comma-separated list of manifest ids, or a list of ids/mappings.
+        root: Data root for manifest tasks.
+    """
+    if isinstance(tasks, str):
+        path = Path(tasks)
+        if not path.suffix and (TASKSET_DIR / f"{tasks}.yaml").is_file():
+            path = TASKSET_DIR / f"{tasks}.yaml"
+        if path.suffix in (".yaml", ".yml"):
+            if not path.is_file():
+                raise FileNotFoundError(f"task set {path} not found")
+            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            entries = doc.get("tasks") if isinstance(doc, dict) else None
+            if not isinstance(entries, list):
+                raise ValueError(f"{path}: expected a top-level 'tasks:' list")
+            specs = [_spec_from_entry(e, root, f"{path}: tasks[{i}]") for i, e in enumerate(entries)]
+        else:
+            specs = [manifest_task(t.strip(), root) for t in tasks.split(",") if t.strip()]
+    else:
+        specs = [_spec_from_entry(e, root, f"tasks[{i}]") for i, e in enumerate(tasks)]
+    names = [s.name for s in specs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"task list names {dupes} more than once")
+    return specs
