@@ -29,7 +29,6 @@ def data_main(argv: list[str]) -> int:
     stats.add_argument("--max-length", type=int, default=1024, help="prompt+target token budget")
     args = parser.parse_args(argv)
     from metaprompt.data.stats import all_stats, render
-
     from metaprompt.tasks.errors import DataFormatError
 
     try:
@@ -46,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     _offline_defaults()
     if argv[:1] == ["data"]:
         return data_main(argv[1:])
+    if argv[:1] and argv[0] in ("fit", "validate", "test", "predict") or argv[:1] in (["--help"], ["-h"]):
+        from metaprompt.cli import cli_main
+
+        cli_main(argv)
+        return 0
     print(__doc__, file=sys.stderr)
     return 2
 

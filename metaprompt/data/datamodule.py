@@ -88,12 +88,29 @@ class MultitaskDataModule(L.LightningDataModule):
         self.tokenizer = None
         self.splits: dict[str, datasets.Dataset] = {}
         self.records: dict[str, Record] = {}
+        self._task_of_uid: dict[str, str] = {}
         self.verbalizers: dict[str, object] = {}
         self.report: dict[str, dict[str, dict[str, int]]] = {}
 
     @property
     def num_tasks(self) -> int:
         return len(self.specs)
+
+    def task_descriptions(self) -> list[tuple[str, str, tuple[str, ...]]]:
+        """``(name, task_type, labels)`` per task id, for the evaluator (available after ``setup``)."""
+        return [(s.name, s.task_type, tuple(self.verbalizers[s.name].labels)) for s in self.specs]
+
+    def parse_generation(self, uid: str, text: str) -> tuple[str, object, Record]:
+        """Generated text of row ``uid`` -> ``(task name, parsed structure, gold record)``."""
+        record = self.records[uid]
+        task = self._task_of_uid[uid]
+        return task, self.verbalizers[task].parse(text, record), record
+
+    def prompt_text(self, uid: str) -> str:
+        return self.verbalizers[self._task_of_uid[uid]].prompt(self.records[uid])
+
+    def target_text(self, uid: str) -> str:
+        return self.verbalizers[self._task_of_uid[uid]].target(self.records[uid])
 
     def _cache_dir(self) -> Path:
         base = self.hparams.cache_dir or os.path.join(
@@ -168,6 +185,7 @@ class MultitaskDataModule(L.LightningDataModule):
                     else k_shot(recs, hp.max_eval_per_task, spec.name, hp.seed)
                 )
                 self.records.update((r.uid, r) for r in recs)
+                self._task_of_uid.update((r.uid, spec.name) for r in recs)
                 ds = self._encode(spec, task_id, split, recs, encoder) if recs else None
                 n_over = sum(ds["over_length"]) if ds is not None else 0
                 self.report.setdefault(spec.name, {})[split] = {

@@ -1,0 +1,31 @@
+"""``metaprompt fit|validate|test|predict -c lightning_configs/<stage>.yaml`` (LightningCLI).
+
+The model is any stage or baseline (``model.class_path``); the data is always ``MultitaskDataModule``.
+The task list and backbone are declared once: ``data.task_names`` is linked into the model at
+instantiation and ``model.init_args.backbone`` into the data module, so they can never disagree.
+"""
+
+from __future__ import annotations
+
+from lightning.pytorch.cli import LightningCLI
+
+from metaprompt.data import MultitaskDataModule
+from metaprompt.modules import PromptModule
+
+
+class MetapromptCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("model.init_args.backbone", "data.backbone", apply_on="parse")
+        parser.link_arguments("data.task_names", "model.init_args.task_names", apply_on="instantiate")
+
+
+def cli_main(args: list[str] | None = None, run: bool = True) -> MetapromptCLI:
+    return MetapromptCLI(
+        PromptModule,
+        MultitaskDataModule,
+        subclass_mode_model=True,
+        args=args,
+        run=run,
+        save_config_kwargs={"overwrite": True},
+        seed_everything_default=0,
+    )

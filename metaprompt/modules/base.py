@@ -1,0 +1,215 @@
+"""``PromptModule``: what every stage shares — backbone, prompted forward, loss, evaluation, checkpoints.
+
+A stage subclass only says what its trainable adapter is (``build_adapter``), which prompt each row
+gets (``prompt_for``), and, if it needs one, its own loss (``compute_loss``). The backbone is loaded in
+``configure_model`` (idempotent, so sharded strategies and repeated fit/test calls work), frozen, and
+never saved: checkpoints hold only parameters with ``requires_grad`` (the one "is it trainable"
+predicate, also used for optimizer groups and parameter counts).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+
+from metaprompt.backbones import load_backbone
+from metaprompt.evaluation import PredictionTable, TaskEvaluator
+from metaprompt.modules.forward import ForwardOut, generate, prompted_forward
+
+# Greedy decoding budget per task type (tokens); NER/RE lists and summaries are the long ones.
+DEFAULT_MAX_NEW_TOKENS = {"ner": 128, "re": 128, "qa": 96, "nli": 8, "summarization": 128}
+
+
+class PromptModule(L.LightningModule):
+    """Base of all stages and baselines.
+
+    Args:
+        backbone: Backbone preset, local folder or hub id (see ``metaprompt.backbones``).
+        dtype: Backbone weight dtype (``"bfloat16"``...; default: the preset's).
+        task_names: Task of each task id, in the data module's order (linked from ``data.task_names``).
+        prompt_length: l, virtual tokens (100: Lester et al. 2021; MPT, Wang et al. 2023).
+        learning_rate: AdamW learning rate of the trainable parameters (0.3 for prompts: Lester et al.).
+        weight_decay: AdamW weight decay (1e-5: ATTEMPT, Asai et al. 2022).
+        warmup_steps: Linear warm-up steps, then constant.
+        max_new_tokens: Greedy decoding budget per task type (overrides ``DEFAULT_MAX_NEW_TOKENS``).
+        generate_eval: Decode and score in validation/test (False: loss only, e.g. for speed).
+        log_predictions: Rows per task kept in the prediction table.
+        output_dir: Where test writes ``metrics.json`` and ``predictions.jsonl`` (optional).
+        seed: Seed for prompt init.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "smollm2-135m",
+        dtype: str | None = None,
+        task_names: list[str] | None = None,
+        prompt_length: int = 100,
+        learning_rate: float = 0.3,
+        weight_decay: float = 1e-5,
+        warmup_steps: int = 0,
+        max_new_tokens: dict[str, int] | None = None,
+        generate_eval: bool = True,
+        log_predictions: int = 8,
+        output_dir: str | None = None,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.task_names = list(task_names or [])
+        self.backbone: torch.nn.Module | None = None
+        self.tokenizer = None
+        self.strict_loading = False  # checkpoints hold the adapter only; the backbone comes from its source
+        self.evaluator: TaskEvaluator | None = None
+        self.table: PredictionTable | None = None
+
+    # ----------------------------------------------------------------- what a stage defines
+    def build_adapter(self) -> None:
+        """Create the trainable modules (called once, after the backbone is loaded)."""
+        raise NotImplementedError
+
+    def prompt_for(self, task_ids: torch.Tensor) -> torch.Tensor | None:
+        """Soft prompt of each row ``[B] -> [B, l, d]`` in the backbone dtype, or None."""
+        raise NotImplementedError
+
+    def compute_loss(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Training loss; default: cross-entropy on target tokens."""
+        out = self.forward(batch)
+        return {"loss": out.loss}
+
+    # ----------------------------------------------------------------- shared machinery
+    @property
+    def hidden_size(self) -> int:
+        return self.backbone.get_input_embeddings().weight.shape[-1]
+
+    @property
+    def backbone_dtype(self) -> torch.dtype:
+        return self.backbone.get_input_embeddings().weight.dtype
+
+    def configure_model(self) -> None:
+        if self.backbone is not None:
+            return
+        self.backbone, self.tokenizer = load_backbone(self.hparams.backbone, self.hparams.dtype, seed=self.hparams.seed)
+        if not self.task_names:
+            raise ValueError("task_names is empty: link it from the data module (data.task_names)")
+        self.build_adapter()
+
+    def trainable_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
+        return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+
+    def parameter_counts(self) -> dict[str, float]:
+        """Trainable and backbone parameter counts and the trainable fraction (vs the backbone)."""
+        trainable = sum(p.numel() for _, p in self.trainable_parameters())
+        base = sum(p.numel() for n, p in self.backbone.named_parameters() if not p.requires_grad) or 1
+        return {"trainable_params": trainable, "backbone_params": base, "trainable_fraction": trainable / base}
+
+    def forward(self, batch: dict, hidden_layers: tuple[int, ...] = ()) -> ForwardOut:
+        prompt = self.prompt_for(batch["task_ids"])
+        return prompted_forward(
+            self.backbone, batch["input_ids"], batch["attention_mask"], batch["labels"], prompt, hidden_layers
+        )
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        losses = self.compute_loss(batch)
+        self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=len(batch["task_ids"]))
+        return losses["loss"]
+
+    def on_fit_start(self) -> None:
+        counts = self.parameter_counts()
+        rank_zero_info(
+            f"[metaprompt] {type(self).__name__}: {counts['trainable_params']:,} trainable parameters "
+            f"= {100 * counts['trainable_fraction']:.4f}% of the backbone ({counts['backbone_params']:,})"
+        )
+        for logger in self.loggers:
+            logger.log_hyperparams(counts)
+
+    def param_groups(self) -> list[dict]:
+        """Optimizer parameter groups (one by default; stages may give parts their own learning rate)."""
+        return [{"params": [p for _, p in self.trainable_parameters()]}]
+
+    def configure_optimizers(self) -> Any:
+        opt = torch.optim.AdamW(
+            self.param_groups(), lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
+        )
+        warmup = max(int(self.hparams.warmup_steps), 0)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / (warmup + 1)))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        keep = {n for n, _ in self.trainable_parameters()}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+
+    # ----------------------------------------------------------------- evaluation
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is not None and hasattr(dm, "task_descriptions"):
+            self.evaluator = TaskEvaluator(dm.task_descriptions())
+            self.table = PredictionTable(self.hparams.log_predictions)
+
+    def _eval_step(self, batch: dict, prefix: str) -> None:
+        out = self.forward(batch)
+        self.log(f"{prefix}/loss", out.loss, batch_size=len(batch["task_ids"]), sync_dist=True)
+        if not self.hparams.generate_eval or self.evaluator is None:
+            return
+        dm = self.trainer.datamodule
+        budget = {**DEFAULT_MAX_NEW_TOKENS, **(self.hparams.max_new_tokens or {})}
+        types = {dm.task_types[t] for t in batch["task_ids"].tolist()}
+        generated = generate(
+            self.backbone,
+            batch["prompt_input_ids"],
+            batch["prompt_attention_mask"],
+            self.prompt_for(batch["task_ids"]),
+            max(budget[t] for t in types),
+            self.tokenizer.eos_token_id,
+            self.tokenizer.pad_token_id,
+            synced_gpus=self._synced_gpus(),
+        )
+        for uid, ids in zip(batch["uids"], generated):
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            task, prediction, record = dm.parse_generation(uid, text)
+            self.evaluator.update(task, prediction, record)
+            self.table.add(task, dm.prompt_text(uid), text, dm.target_text(uid), uid=uid)
+
+    def _synced_gpus(self) -> bool:
+        strategy = type(self.trainer.strategy).__name__.lower() if self._trainer is not None else ""
+        return "deepspeed" in strategy and self.trainer.world_size > 1
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def _eval_epoch_end(self, prefix: str) -> dict[str, float]:
+        if self.evaluator is None or not self.hparams.generate_eval:
+            return {}
+        scores = self.evaluator.compute()
+        # compute() already synced the metric states across ranks (it must run on every rank)
+        self.log_dict({f"{prefix}/{k}": v for k, v in scores.items()}, sync_dist=False)
+        for logger in self.loggers:
+            self.table.log(logger, key=f"{prefix}/predictions")
+        self.evaluator.reset()
+        return scores
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+        if self.table is not None:
+            self.table.reset()
+
+    def on_test_epoch_end(self) -> None:
+        scores = self._eval_epoch_end("test")
+        if self.hparams.output_dir and self.trainer.is_global_zero:
+            out = Path(self.hparams.output_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "metrics.json").write_text(
+                json.dumps({**scores, **self.parameter_counts()}, indent=2, sort_keys=True)
+            )
+            if self.table is not None:
+                self.table.write_jsonl(out / "predictions.jsonl")
+        self.last_test_scores = scores
+        if self.table is not None:
+            self.table.reset()

@@ -1,0 +1,213 @@
+"""``metaprompt pipeline -c lightning_configs/demo.yaml``: teacher -> distillation -> target adaptation -> test,
+plus the baselines, with one table per target.
+
+Each stage writes its artifact under ``output_dir`` and a completion record ``done/<stage>.json``
+holding the hash of everything that determines it; a rerun skips stages whose record matches (change a
+setting and that stage and everything after it run again).
+
+    output_dir/
+      teacher/adapter/   distill/adapter/   targets/<task>/<system>/{adapter/,metrics.json,predictions.jsonl}
+      done/<stage>.json  results.json  results.md
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.loggers import CSVLogger
+
+from metaprompt.data import MultitaskDataModule
+from metaprompt.modules import (
+    BackboneOnly,
+    LoRA,
+    MultitaskDistillation,
+    PromptTuning,
+    TargetAdaptation,
+    TeacherPromptTuning,
+)
+
+SYSTEMS = ("backbone zero-shot", "metaprompt zero-shot", "metaprompt adapted", "prompt tuning", "LoRA")
+
+
+@dataclass
+class Stage:
+    """Training settings of one stage.
+
+    Attributes:
+        max_steps: Optimizer steps (0: no training).
+        model: Extra keyword arguments for the stage's LightningModule (e.g. learning_rate, rank).
+        data: Overrides of the shared data settings for this stage (e.g. k_shot, batch_size).
+    """
+
+    max_steps: int = 100
+    model: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PipelineConfig:
+    """The whole chain.
+
+    Attributes:
+        output_dir: Folder for every artifact of the run.
+        backbone: Backbone preset, folder or hub id.
+        prompt_length: l for teachers, metaprompt and prompt-tuning baseline.
+        sources: Task set of the source tasks.
+        targets: Task set of the held-out targets (each adapted and scored separately).
+        data: Shared MultitaskDataModule settings (max_length, batch_size, max_eval_per_task, ...).
+        teacher, distill, target, prompt_tuning, lora: Per-stage settings.
+        systems: Which rows of the table to run (subset of SYSTEMS).
+        accelerator: Lightning accelerator ("cpu", "gpu", "auto").
+        precision: Lightning precision ("32-true", "bf16-mixed", ...).
+    """
+
+    output_dir: str = "runs/pipeline"
+    backbone: str = "smollm2-135m"
+    prompt_length: int = 100
+    sources: str = "clinical21"
+    targets: str = "targets10"
+    data: dict[str, Any] = field(default_factory=dict)
+    teacher: Stage = field(default_factory=lambda: Stage(2000))
+    distill: Stage = field(default_factory=lambda: Stage(4000))
+    target: Stage = field(default_factory=lambda: Stage(500, data={"k_shot": 16}))
+    prompt_tuning: Stage = field(default_factory=lambda: Stage(500, data={"k_shot": 16}))
+    lora: Stage = field(default_factory=lambda: Stage(500, data={"k_shot": 16}))
+    systems: list[str] = field(default_factory=lambda: list(SYSTEMS))
+    accelerator: str = "auto"
+    precision: str = "32-true"
+
+
+class Pipeline:
+    """Runs a :class:`PipelineConfig` stage by stage (see module docstring)."""
+
+    def __init__(self, config: PipelineConfig):
+        self.config = config
+        self.out = Path(config.output_dir)
+        unknown = set(config.systems) - set(SYSTEMS)
+        if unknown:
+            raise ValueError(f"unknown system(s) {sorted(unknown)}; choose from {SYSTEMS}")
+
+    def _key(self, *parts: Any) -> str:
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def _run(
+        self, name: str, key: str, module_cls: type, module_kw: dict, tasks: str, stage: Stage, folder: Path, test: bool
+    ) -> dict:
+        """Fit (if ``stage.max_steps``) and optionally test one module; skipped if its record matches."""
+        record = self.out / "done" / f"{name.replace('/', '__')}.json"
+        if record.is_file() and json.loads(record.read_text()).get("key") == key:
+            print(f"[pipeline] {name}: up to date, skipped")
+            return json.loads(record.read_text())["result"]
+        cfg = self.config
+        start = time.perf_counter()
+        data = MultitaskDataModule(tasks=tasks, backbone=cfg.backbone, **{**cfg.data, **stage.data})
+        model = module_cls(
+            backbone=cfg.backbone, task_names=data.task_names, output_dir=str(folder), **module_kw, **stage.model
+        )
+        trainer = L.Trainer(
+            max_steps=max(stage.max_steps, 1),
+            accelerator=cfg.accelerator,
+            devices=1,
+            precision=cfg.precision,
+            logger=CSVLogger(str(folder), name="logs"),
+            enable_checkpointing=False,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            default_root_dir=str(folder),
+            enable_model_summary=False,
+        )
+        result: dict[str, Any] = {}
+        if stage.max_steps > 0:
+            trainer.fit(model, datamodule=data)
+            if hasattr(model, "export_adapter"):
+                model.export_adapter(str(folder / "adapter"))
+        if test:
+            trainer.test(model, datamodule=data, verbose=False)
+            result = dict(model.last_test_scores)
+        if model.backbone is None:
+            model.configure_model()
+        result.update(model.parameter_counts())
+        result["seconds"] = round(time.perf_counter() - start, 1)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"key": key, "result": result}, indent=2, sort_keys=True))
+        print(f"[pipeline] {name}: done in {result['seconds']} s")
+        return result
+
+    def run(self) -> dict[str, dict[str, dict]]:
+        """Run every stage; returns ``{target: {system: result}}`` and writes results.json/.md."""
+        cfg = self.config
+        base = (cfg.backbone, cfg.prompt_length, cfg.data)
+        teacher_key = self._key(base, cfg.sources, asdict(cfg.teacher))
+        self._run(
+            "teacher",
+            teacher_key,
+            TeacherPromptTuning,
+            {"prompt_length": cfg.prompt_length},
+            cfg.sources,
+            cfg.teacher,
+            self.out / "teacher",
+            test=False,
+        )
+        distill_key = self._key(teacher_key, asdict(cfg.distill))
+        self._run(
+            "distill",
+            distill_key,
+            MultitaskDistillation,
+            {"teacher_adapter": str(self.out / "teacher" / "adapter"), "prompt_length": cfg.prompt_length},
+            cfg.sources,
+            cfg.distill,
+            self.out / "distill",
+            test=False,
+        )
+        from metaprompt.tasks.taskset import resolve_tasks
+
+        results: dict[str, dict[str, dict]] = {}
+        meta = {"metaprompt_adapter": str(self.out / "distill" / "adapter")}
+        zero = Stage(0, data=cfg.target.data)
+        plan = {
+            "backbone zero-shot": (BackboneOnly, {}, zero, self._key(base)),
+            "metaprompt zero-shot": (TargetAdaptation, meta, zero, distill_key),
+            "metaprompt adapted": (TargetAdaptation, meta, cfg.target, self._key(distill_key, asdict(cfg.target))),
+            "prompt tuning": (
+                PromptTuning,
+                {"prompt_length": cfg.prompt_length},
+                cfg.prompt_tuning,
+                self._key(base, asdict(cfg.prompt_tuning)),
+            ),
+            "LoRA": (LoRA, {}, cfg.lora, self._key(base, asdict(cfg.lora))),
+        }
+        for spec in resolve_tasks(cfg.targets, cfg.data.get("root")):
+            for system in cfg.systems:
+                cls, kw, stage, key = plan[system]
+                folder = self.out / "targets" / spec.name / system.replace(" ", "_")
+                results.setdefault(spec.name, {})[system] = self._run(
+                    f"{spec.name}/{system}", self._key(key, spec.name), cls, kw, spec.name, stage, folder, test=True
+                )
+        self._write(results)
+        return results
+
+    def _write(self, results: dict[str, dict[str, dict]]) -> None:
+        (self.out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True))
+        (self.out / "results.md").write_text(render_results(results))
+        print(render_results(results))
+
+
+def render_results(results: dict[str, dict[str, dict]]) -> str:
+    """One Markdown table per target: system, task score (x100), trainable parameters and fraction."""
+    lines = []
+    for task, systems in results.items():
+        lines += [f"### {task}", "", "| system | score | trainable params | % of backbone |", "|---|---:|---:|---:|"]
+        for system, r in systems.items():
+            score = r.get(f"{task}/score")
+            lines.append(
+                f"| {system} | {'-' if score is None else f'{100 * score:.1f}'} | "
+                f"{int(r.get('trainable_params', 0)):,} | {100 * r.get('trainable_fraction', 0):.4f} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
