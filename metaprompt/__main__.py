@@ -40,11 +40,31 @@ def data_main(argv: list[str]) -> int:
     return 0 if all(s.manifest_ok and s.roundtrip_ok == s.roundtrip_total for s in stats_rows) else 1
 
 
+def pipeline_main(argv: list[str]) -> int:
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    from metaprompt.pipeline import Pipeline, PipelineConfig
+
+    parser = ArgumentParser(prog="metaprompt pipeline", description="teacher -> distill -> target -> test, + baselines")
+    parser.add_argument("-c", "--config", action=ActionConfigFile, help="pipeline YAML (e.g. lightning_configs/demo.yaml)")
+    parser.add_class_arguments(PipelineConfig, "pipeline", as_group=False)
+    cfg = parser.instantiate_classes(parser.parse_args(argv))
+    Pipeline(cfg.pipeline).run()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _offline_defaults()
     if argv[:1] == ["data"]:
         return data_main(argv[1:])
+    if argv[:1] == ["pipeline"]:
+        return pipeline_main(argv[1:])
+    if argv[:1] == ["demo"]:  # the pipeline on the embedded backbone and a small real-task subset
+        from pathlib import Path
+
+        demo = Path(__file__).resolve().parents[1] / "lightning_configs" / "demo.yaml"
+        return pipeline_main(["-c", str(demo), *argv[1:]])
     if argv[:1] and argv[0] in ("fit", "validate", "test", "predict") or argv[:1] in (["--help"], ["-h"]):
         from metaprompt.cli import cli_main
 

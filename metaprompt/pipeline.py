@@ -62,6 +62,7 @@ class PipelineConfig:
         targets: Task set of the held-out targets (each adapted and scored separately).
         data: Shared MultitaskDataModule settings (max_length, batch_size, max_eval_per_task, ...).
         teacher, distill, target, prompt_tuning, lora: Per-stage settings.
+        max_new_tokens: Greedy decoding budget per task type for every evaluation (see PromptModule).
         systems: Which rows of the table to run (subset of SYSTEMS).
         accelerator: Lightning accelerator ("cpu", "gpu", "auto").
         precision: Lightning precision ("32-true", "bf16-mixed", ...).
@@ -78,9 +79,24 @@ class PipelineConfig:
     target: Stage = field(default_factory=lambda: Stage(500, data={"k_shot": 16}))
     prompt_tuning: Stage = field(default_factory=lambda: Stage(500, data={"k_shot": 16}))
     lora: Stage = field(default_factory=lambda: Stage(500, data={"k_shot": 16}))
+    max_new_tokens: dict[str, int] = field(default_factory=dict)
     systems: list[str] = field(default_factory=lambda: list(SYSTEMS))
     accelerator: str = "auto"
     precision: str = "32-true"
+
+
+class StepPrinter(L.Callback):
+    """One line every ``every`` steps (progress bars are unreadable in logs and CI)."""
+
+    def __init__(self, name: str, every: int = 10):
+        self.name, self.every, self.start = name, every, time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if step % self.every == 0 or step == trainer.max_steps:
+            loss = float(outputs["loss"]) if isinstance(outputs, dict) else float(outputs)
+            print(f"[pipeline] {self.name}: step {step}/{trainer.max_steps} loss {loss:.3f} "
+                  f"({time.perf_counter() - self.start:.0f} s)", flush=True)
 
 
 class Pipeline:
@@ -102,7 +118,7 @@ class Pipeline:
         """Fit (if ``stage.max_steps``) and optionally test one module; skipped if its record matches."""
         record = self.out / "done" / f"{name.replace('/', '__')}.json"
         if record.is_file() and json.loads(record.read_text()).get("key") == key:
-            print(f"[pipeline] {name}: up to date, skipped")
+            print(f"[pipeline] {name}: up to date, skipped", flush=True)
             return json.loads(record.read_text())["result"]
         cfg = self.config
         start = time.perf_counter()
@@ -136,13 +152,13 @@ class Pipeline:
         result["seconds"] = round(time.perf_counter() - start, 1)
         record.parent.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps({"key": key, "result": result}, indent=2, sort_keys=True))
-        print(f"[pipeline] {name}: done in {result['seconds']} s")
+        print(f"[pipeline] {name}: done in {result['seconds']} s", flush=True)
         return result
 
     def run(self) -> dict[str, dict[str, dict]]:
         """Run every stage; returns ``{target: {system: result}}`` and writes results.json/.md."""
         cfg = self.config
-        base = (cfg.backbone, cfg.prompt_length, cfg.data)
+        base = (cfg.backbone, cfg.prompt_length, cfg.data, cfg.max_new_tokens)
         teacher_key = self._key(base, cfg.sources, asdict(cfg.teacher))
         self._run(
             "teacher",

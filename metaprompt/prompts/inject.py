@@ -1,10 +1,11 @@
 """Prepend soft prompts to a causal LM's input embeddings, for training and batched generation.
 
-The prompt always sits at the start of the sequence. With right padding (training) the layout is
-``[prompt, tokens, pads]``; with left padding (generation) it is ``[prompt, pads, tokens]``: the pads
-are masked out and ``position_ids = cumsum(mask) - 1`` skips them, so every row sees exactly
-``[prompt, tokens]`` at positions ``0 .. l+n-1`` — the same logits as the unpadded row (peft#1093 is
-the bug this avoids: pads between prompt and text shifting positions).
+The prompt goes right before a row's first real token. With right padding (training) the layout is
+``[prompt, tokens, pads]``; with left padding (generation) it is ``[pads, prompt, tokens]``. Pads are
+masked out and ``position_ids = cumsum(mask) - 1`` skips them, so every row sees exactly
+``[prompt, tokens]`` at positions ``0 .. l+n-1`` — the same logits as the unpadded row. Pads must not
+sit *between* prompt and text (peft#1093): positions would shift, and sliding-window layers (gpt-oss)
+measure their window in key indices, so pads inside the window would push the prompt out of it.
 """
 
 from __future__ import annotations
@@ -61,5 +62,14 @@ def prepend_prompt(
         return PromptedInputs(embeds, attention_mask, positions_from_mask(attention_mask))
     if prompt.shape[0] != input_ids.shape[0] or prompt.shape[-1] != embeds.shape[-1]:
         raise ValueError(f"prompt {tuple(prompt.shape)} does not fit inputs {tuple(embeds.shape)}")
+    n_prompt = prompt.shape[1]
+    embeds = torch.cat([prompt.to(embeds.dtype), embeds], dim=1)  # [prompt, pads?, tokens, pads?]
     mask = torch.cat([attention_mask.new_ones(prompt.shape[:2]), attention_mask], dim=1)
-    return PromptedInputs(torch.cat([prompt.to(embeds.dtype), embeds], dim=1), mask, positions_from_mask(mask))
+    lead = (attention_mask.long().cumsum(-1) == 0).sum(-1)  # [B] left pads per row (0 when right-padded)
+    if bool(lead.any()):  # move each row's left pads in front of its prompt: [pads, prompt, tokens]
+        j = torch.arange(mask.shape[1], device=mask.device).unsqueeze(0)
+        lead = lead.unsqueeze(1)
+        src = torch.where(j < lead, j + n_prompt, torch.where(j < lead + n_prompt, j - lead, j))
+        embeds = embeds.gather(1, src.unsqueeze(-1).expand(-1, -1, embeds.shape[-1]))
+        mask = mask.gather(1, src)
+    return PromptedInputs(embeds, mask, positions_from_mask(mask))
