@@ -12,7 +12,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test test-fast demo stats lint clean
+.PHONY: install test test-fast test-dist demo stats lint clean bench bench-smoke
 
 install: $(STAMP)
 
@@ -31,6 +31,19 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow and not distributed" --timeout=300
+
+# The 2-process CPU runs of every stage under DDP, FSDP2, DeepSpeed ZeRO-2/3 (docs/scale_out.md, ~4 min).
+# The real DeepSpeed ZeRO-3 path on 8B/20B shapes needs a GPU: bash bench/gpu_smoke.sh (skips without CUDA).
+test-dist: install
+	$(PY) -m pytest -q -ra -m distributed --timeout=900 tests/distributed
+
+# Our prompt-method steps vs PEFT on the embedded SmolLM2 (fp32, CPU): bench/results.json + a table
+# (~15 min on 2 idle cores; docs/performance.md). bench-smoke: the same code on the tiny backbone.
+bench: install
+	$(PY) -m bench.run --out bench/results.json
+
+bench-smoke: install
+	$(PY) -m bench.run --smoke --out bench/results-smoke.json
 
 stats: install
 	$(VENV)/bin/metaprompt data stats

@@ -10,6 +10,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 from metaprompt.backbones import embedded, tiny
 from metaprompt.backbones.presets import PRESETS
+from metaprompt.scale.zero import outside_zero_init, without_zero3_init
 
 
 class BackboneUnavailableError(RuntimeError):
@@ -53,6 +54,39 @@ def _resolve(name_or_path: str) -> tuple[str, torch.dtype | None]:
     return preset.source, preset.dtype
 
 
+def quantization_kwargs(name_or_path: str) -> dict:
+    """Extra ``from_pretrained`` kwargs for presets whose hub weights are quantised.
+
+    gpt-oss ships its experts in MXFP4; training through them is refused ("quantization method do
+    not support training", transformers#39969) and ZeRO-3/FSDP cannot shard them, so they are
+    dequantised to the preset dtype (bf16) on load: ``Mxfp4Config(dequantize=True)``.
+    """
+    preset = PRESETS.get(name_or_path)
+    if preset is None or preset.quantization is None:
+        return {}
+    if preset.quantization == "mxfp4":
+        from transformers import Mxfp4Config
+
+        return {"quantization_config": Mxfp4Config(dequantize=True)}
+    raise ValueError(f"preset {name_or_path!r}: unknown quantization {preset.quantization!r}")
+
+
+def _import_architecture(folder: str) -> None:
+    """Import the model's modeling module outside any active ``deepspeed.zero.Init``.
+
+    zero.Init re-wraps ``__init__`` of classes *defined* while it is active and, when it pauses (as
+    ``deepspeed.initialize`` does), restores the undecorated one: transformers' decorated MoE classes
+    (``GptOssExperts``) then lose their ``config`` for every later instance in the process.
+    """
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    with outside_zero_init():
+        config = AutoConfig.from_pretrained(folder)
+        if type(config) in MODEL_FOR_CAUSAL_LM_MAPPING:
+            MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]  # the lazy mapping imports the class
+
+
 def load_tokenizer(name_or_path: str = "smollm2-135m") -> PreTrainedTokenizerBase:
     """The tokenizer of a backbone (tiny backbones use SmolLM2's)."""
     source, _ = _resolve(name_or_path)
@@ -80,6 +114,9 @@ def load_backbone(
 
     Raises:
         BackboneUnavailableError: the name is not local and cannot be downloaded.
+
+    Under DeepSpeed ZeRO-3 the caller keeps a ``transformers.integrations.HfDeepSpeedConfig`` alive
+    first (``metaprompt.scale.zero3_hf_config``), so ``from_pretrained`` loads straight into partitions.
     """
     source, preset_dtype = _resolve(name_or_path)
     if isinstance(dtype, str):
@@ -87,11 +124,15 @@ def load_backbone(
     dtype = dtype or preset_dtype or torch.float32
     tokenizer = load_tokenizer(name_or_path)
     if source.startswith("tiny:"):
-        model = tiny.build_tiny(source.split(":", 1)[1], len(tokenizer), tokenizer.pad_token_id, seed, dtype)
+        # Built whole, with the same random init as on one device; under ZeRO-3, deepspeed.initialize
+        # partitions it later (transformers would skip the init inside zero.Init).
+        with without_zero3_init():
+            model = tiny.build_tiny(source.split(":", 1)[1], len(tokenizer), tokenizer.pad_token_id, seed, dtype)
     else:
         folder = str(embedded.model_folder()) if source.startswith("embedded:") else source
         try:
-            model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+            _import_architecture(folder)
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **quantization_kwargs(name_or_path))
         except OSError as e:
             raise _hub_error(folder, e) from e
     model.eval()

@@ -1,7 +1,9 @@
-"""Named backbones: where each comes from and the dtype it trains in.
+"""Named backbones: where each comes from, the dtype it trains in, and its stored architecture.
 
-Scale-out details (sharding, MXFP4 dequantisation for gpt-oss) live with the strategies; here a preset
-is only an id, a dtype and a short note, so that configs can say ``backbone: llama-3.1-8b``.
+The three scale-out backbones also carry their architecture config (``configs/<name>.json``, the
+public ``config.json`` of the hub model without its quantisation block), so that they can be built on
+the meta device offline (``metaprompt.backbones.build_on_meta``) for parameter counts, memory
+estimates and sharding tests. Sharding itself lives in ``metaprompt.scale``.
 """
 
 from __future__ import annotations
@@ -20,12 +22,17 @@ class BackbonePreset:
         source: HF hub id, or ``"embedded:<what>"`` / ``"tiny:<arch>"`` for the built-in ones.
         dtype: Training/inference dtype of the frozen weights.
         note: One line for ``--help`` and the README.
+        config_file: Architecture config under ``metaprompt/backbones/configs/`` (hub models only).
+        quantization: How the hub checkpoint is quantised (``"mxfp4"``: dequantised to ``dtype`` on
+            load, since MXFP4 weights can be neither trained through nor sharded by ZeRO-3/FSDP).
     """
 
     name: str
     source: str
     dtype: torch.dtype
     note: str
+    config_file: str | None = None
+    quantization: str | None = None
 
 
 PRESETS: dict[str, BackbonePreset] = {
@@ -42,18 +49,22 @@ PRESETS: dict[str, BackbonePreset] = {
             "meta-llama/Llama-3.1-8B-Instruct",
             torch.bfloat16,
             "LLaMA 3.1 8B Instruct (gated on the hub: accept the licence, then `hf auth login`)",
+            config_file="llama-3.1-8b.json",
         ),
         BackbonePreset(
             "meditron3-8b",
             "OpenMeditron/Meditron3-8B",
             torch.bfloat16,
             "Meditron3 8B, LLaMA-3.1-based clinical continued pretraining",
+            config_file="meditron3-8b.json",
         ),
         BackbonePreset(
             "gpt-oss-20b",
             "openai/gpt-oss-20b",
             torch.bfloat16,
-            "gpt-oss 20B MoE (MXFP4 experts on the hub; trained in bf16)",
+            "gpt-oss 20B MoE (MXFP4 experts on the hub, dequantised to bf16 for training)",
+            config_file="gpt-oss-20b.json",
+            quantization="mxfp4",
         ),
         BackbonePreset(
             "tiny-llama", "tiny:llama", torch.float32, "random 2-layer Llama for tests (real SmolLM2 tokenizer)"

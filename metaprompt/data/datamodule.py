@@ -18,6 +18,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from metaprompt.backbones import load_tokenizer
+from metaprompt.data.bucketing import LengthBucketBatchSampler
 from metaprompt.data.collate import CausalLMCollator
 from metaprompt.data.encoding import PromptEncoder
 from metaprompt.data.sampling import TemperatureSampler
@@ -59,6 +60,8 @@ class MultitaskDataModule(L.LightningDataModule):
         seed: Seed for sampling and subsampling.
         cache_dir: Token cache (default ``$METAPROMPT_CACHE/tokens``).
         num_workers: DataLoader workers.
+        length_bucketing: Batch training rows of similar length together (pools of 50 batches sorted by
+            length; the task mixture is unchanged) to cut padding (see ``data/bucketing.py``).
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class MultitaskDataModule(L.LightningDataModule):
         seed: int = 0,
         cache_dir: str | None = None,
         num_workers: int = 0,
+        length_bucketing: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -215,6 +219,10 @@ class MultitaskDataModule(L.LightningDataModule):
         collate = CausalLMCollator(self.tokenizer.pad_token_id, eval_mode=not train)
         if train:
             sampler = TemperatureSampler(self._train_sizes, hp.temperature, hp.samples_per_epoch, hp.seed)
+            if hp.length_bucketing:
+                lengths = [len(p) + len(t) for p, t in zip(ds["prompt_ids"], ds["target_ids"])]
+                batches = LengthBucketBatchSampler(sampler, hp.batch_size, lengths, seed=hp.seed)
+                return DataLoader(ds, batch_sampler=batches, collate_fn=collate, num_workers=hp.num_workers)
             return DataLoader(
                 ds, batch_size=hp.batch_size, sampler=sampler, collate_fn=collate, num_workers=hp.num_workers
             )

@@ -5,6 +5,12 @@ gets (``prompt_for``), and, if it needs one, its own loss (``compute_loss``). Th
 ``configure_model`` (idempotent, so sharded strategies and repeated fit/test calls work), frozen, and
 never saved: checkpoints hold only parameters with ``requires_grad`` (the one "is it trainable"
 predicate, also used for optimizer groups and parameter counts).
+
+Sharded strategies (``metaprompt.scale``, docs/scale_out.md): under DeepSpeed ZeRO-3 the backbone loads
+straight into partitions (a live ``HfDeepSpeedConfig`` is kept on the module) and the adapter is built
+whole, then partitioned by ``deepspeed.initialize``; under FSDP2 (``ModelParallelStrategy``)
+``configure_sharding`` shards the frozen layers and puts each adapter in its own unit; validation
+generation keeps ranks in lock-step whenever parameters are sharded.
 """
 
 from __future__ import annotations
@@ -20,6 +26,10 @@ from lightning.pytorch.utilities import rank_zero_info
 from metaprompt.backbones import load_backbone
 from metaprompt.evaluation import PredictionTable, TaskEvaluator
 from metaprompt.modules.forward import ForwardOut, generate, prompted_forward
+from metaprompt.scale import full_numel, full_shape, is_fsdp2, outside_zero_init, params_are_sharded, zero_stage
+from metaprompt.scale.consolidation import MODULE_KEY
+from metaprompt.scale.fsdp2 import parallelize
+from metaprompt.scale.zero import zero3_hf_config
 
 # Greedy decoding budget per task type (tokens); NER/RE lists and summaries are the long ones.
 DEFAULT_MAX_NEW_TOKENS = {"ner": 128, "re": 128, "qa": 96, "nli": 8, "summarization": 128}
@@ -64,6 +74,7 @@ class PromptModule(L.LightningModule):
         self.backbone: torch.nn.Module | None = None
         self.tokenizer = None
         self.strict_loading = False  # checkpoints hold the adapter only; the backbone comes from its source
+        self._hf_deepspeed_config = None  # kept alive under ZeRO-3 (transformers holds only a weak reference)
         self.evaluator: TaskEvaluator | None = None
         self.table: PredictionTable | None = None
 
@@ -84,33 +95,64 @@ class PromptModule(L.LightningModule):
     # ----------------------------------------------------------------- shared machinery
     @property
     def hidden_size(self) -> int:
-        return self.backbone.get_input_embeddings().weight.shape[-1]
+        return full_shape(self.backbone.get_input_embeddings().weight)[-1]  # whole shape even under ZeRO-3
 
     @property
     def backbone_dtype(self) -> torch.dtype:
         return self.backbone.get_input_embeddings().weight.dtype
 
     def configure_model(self) -> None:
+        """Load the frozen backbone and build the adapter; runs once (Lightning calls it per fit/test).
+
+        Lightning calls it inside ``deepspeed.zero.Init`` under ZeRO-3: the backbone is built/loaded
+        partitioned; the adapter is built outside it (whole tensors, plain init code) and moved next
+        to the backbone, and ``deepspeed.initialize`` partitions it later.
+        """
         if self.backbone is not None:
             return
-        self.backbone, self.tokenizer = load_backbone(self.hparams.backbone, self.hparams.dtype, seed=self.hparams.seed)
         if not self.task_names:
             raise ValueError("task_names is empty: link it from the data module (data.task_names)")
-        self.build_adapter()
+        strategy = self._trainer.strategy if self._trainer is not None else None
+        if zero_stage(strategy) == 3:
+            self._hf_deepspeed_config = zero3_hf_config(strategy)  # before from_pretrained, kept alive
+        self.backbone, self.tokenizer = load_backbone(self.hparams.backbone, self.hparams.dtype, seed=self.hparams.seed)
+        with outside_zero_init():
+            self.build_adapter()
+        if zero_stage(strategy) == 3:
+            device = self.backbone.get_input_embeddings().weight.device
+            for name, child in self.named_children():
+                if name != "backbone":
+                    child.to(device)
+        self.configure_sharding(strategy)
+
+    def configure_sharding(self, strategy) -> None:
+        """Hook after the backbone and adapter exist: FSDP2 layout under ``ModelParallelStrategy``.
+
+        Stages with another layout may override it (see ``metaprompt.scale.fsdp2.parallelize``).
+        """
+        if is_fsdp2(strategy):
+            parallelize(self, strategy.device_mesh["data_parallel"])
 
     def trainable_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
         return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
 
     def parameter_counts(self) -> dict[str, float]:
         """Trainable and backbone parameter counts and the trainable fraction (vs the backbone)."""
-        trainable = sum(p.numel() for _, p in self.trainable_parameters())
-        base = sum(p.numel() for n, p in self.backbone.named_parameters() if not p.requires_grad) or 1
+        trainable = sum(full_numel(p) for _, p in self.trainable_parameters())
+        base = sum(full_numel(p) for n, p in self.backbone.named_parameters() if not p.requires_grad) or 1
         return {"trainable_params": trainable, "backbone_params": base, "trainable_fraction": trainable / base}
 
     def forward(self, batch: dict, hidden_layers: tuple[int, ...] = ()) -> ForwardOut:
         prompt = self.prompt_for(batch["task_ids"])
         return prompted_forward(
-            self.backbone, batch["input_ids"], batch["attention_mask"], batch["labels"], prompt, hidden_layers
+            self.backbone,
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["labels"],
+            prompt,
+            hidden_layers,
+            task_ids=batch["task_ids"],
+            fast=getattr(self, "fast_paths", None),  # stages with FastPaths switches set it; None: defaults
         )
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -119,6 +161,12 @@ class PromptModule(L.LightningModule):
         return losses["loss"]
 
     def on_fit_start(self) -> None:
+        self._log_parameter_counts()
+
+    def on_test_start(self) -> None:  # zero-shot runs (test without fit) report their counts too
+        self._log_parameter_counts()
+
+    def _log_parameter_counts(self) -> None:
         counts = self.parameter_counts()
         rank_zero_info(
             f"[metaprompt] {type(self).__name__}: {counts['trainable_params']:,} trainable parameters "
@@ -139,9 +187,21 @@ class PromptModule(L.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / (warmup + 1)))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
+    def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False) -> dict:
+        """Trainable parameters only (every strategy saves, and FSDP2/DeepSpeed resume, through this).
+
+        Filtering here rather than in ``on_save_checkpoint`` also covers FSDP2, whose sharded save and
+        load both enumerate ``state_dict()`` keys, and DeepSpeed, which never passes through the hook.
+        """
+        out = super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
+        keep = {prefix + n for n, _ in self.trainable_parameters()}
+        for key in [k for k in out if k.startswith(prefix) and k not in keep]:
+            del out[key]
+        return out
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        keep = {n for n, _ in self.trainable_parameters()}
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+        # The stage class, so that `metaprompt.scale.consolidate(ckpt, out)` can rebuild the adapter.
+        checkpoint[MODULE_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
 
     # ----------------------------------------------------------------- evaluation
     def setup(self, stage: str) -> None:
@@ -156,8 +216,15 @@ class PromptModule(L.LightningModule):
         if not self.hparams.generate_eval or self.evaluator is None:
             return
         dm = self.trainer.datamodule
+        for uid, text in self._generate_texts(batch):
+            task, prediction, record = dm.parse_generation(uid, text)
+            self.evaluator.update(task, prediction, record)
+            self.table.add(task, dm.prompt_text(uid), text, dm.target_text(uid), uid=uid)
+
+    def _generate_texts(self, batch: dict) -> list[tuple[str, str]]:
+        """Greedy decoding of an eval batch: ``(uid, generated text)`` per row; budget by task type."""
         budget = {**DEFAULT_MAX_NEW_TOKENS, **(self.hparams.max_new_tokens or {})}
-        types = {dm.task_types[t] for t in batch["task_ids"].tolist()}
+        types = {self.trainer.datamodule.task_types[t] for t in batch["task_ids"].tolist()}
         generated = generate(
             self.backbone,
             batch["prompt_input_ids"],
@@ -167,22 +234,31 @@ class PromptModule(L.LightningModule):
             self.tokenizer.eos_token_id,
             self.tokenizer.pad_token_id,
             synced_gpus=self._synced_gpus(),
+            task_ids=batch["task_ids"],
+            fast=getattr(self, "fast_paths", None),
         )
-        for uid, ids in zip(batch["uids"], generated):
-            text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            task, prediction, record = dm.parse_generation(uid, text)
-            self.evaluator.update(task, prediction, record)
-            self.table.add(task, dm.prompt_text(uid), text, dm.target_text(uid), uid=uid)
+        return [
+            (uid, self.tokenizer.decode(ids, skip_special_tokens=True)) for uid, ids in zip(batch["uids"], generated)
+        ]
 
     def _synced_gpus(self) -> bool:
-        strategy = type(self.trainer.strategy).__name__.lower() if self._trainer is not None else ""
-        return "deepspeed" in strategy and self.trainer.world_size > 1
+        # Sharded parameters are all-gathered inside every forward: a rank that stopped generating
+        # would leave the others waiting (deadlock). DDP/ZeRO-2 hold whole weights: no sync needed.
+        return params_are_sharded(self.trainer.strategy) if self._trainer is not None else False
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, "val")
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, "test")
+
+    def predict_step(self, batch: dict, batch_idx: int) -> list[dict]:
+        """Greedy generations of a batch: ``[{uid, task, prediction, parsed}]`` per row."""
+        rows = []
+        for uid, text in self._generate_texts(batch):
+            task, parsed, _ = self.trainer.datamodule.parse_generation(uid, text)
+            rows.append({"uid": uid, "task": task, "prediction": text, "parsed": parsed})
+        return rows
 
     def _eval_epoch_end(self, prefix: str) -> dict[str, float]:
         if self.evaluator is None or not self.hparams.generate_eval:

@@ -5,19 +5,29 @@ the teachers on all source tasks (MPT, Wang et al. 2023):
 
 The teacher is the *same* frozen backbone with the frozen teacher prompts (one extra no-grad forward),
 never a second model copy. Teacher and student prompts have the same length, so target positions align.
+With ``teacher_cache`` the teachers' top-k log-probabilities and hidden states are computed once at fit
+start and memory-mapped under the run folder (``metaprompt.fastpaths.teacher_cache``): a step then runs
+only the student.
 
     metaprompt fit -c lightning_configs/distill.yaml --model.teacher_adapter runs/x/teacher
 """
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import torch
 
 from metaprompt.adapters import AdapterConfig, load_adapter, save_adapter
+from metaprompt.data.collate import CausalLMCollator
+from metaprompt.fastpaths import FastPaths
+from metaprompt.fastpaths.teacher_cache import TeacherCache, build_teacher_cache, cached_distillation_loss
 from metaprompt.losses import DistillationLoss
 from metaprompt.modules.base import PromptModule
-from metaprompt.modules.forward import prompted_forward
+from metaprompt.modules.forward import ForwardOut, prompted_forward
 from metaprompt.prompts import DecomposedPrompt, PromptInit, SoftPrompt
+from metaprompt.scale import params_are_sharded
 
 
 class MultitaskDistillation(PromptModule):
@@ -34,6 +44,12 @@ class MultitaskDistillation(PromptModule):
         shared_init: P* init: ``teacher_mean`` (mean of the teacher prompts) or a PromptInit name.
         factor_init: ``ones`` (every task prompt starts at P*) or ``normal`` (PEFT's N(0, 0.02²)).
         factor_learning_rate: Learning rate of U, V (default: ``learning_rate``).
+        fast_paths: :class:`~metaprompt.fastpaths.FastPaths` switches (student and online teacher).
+        teacher_cache: Precompute the teachers' outputs once: ``True`` (``<default_root_dir>/teacher_cache``),
+            a folder, or ``False`` (teacher forward in every step). Rebuilt when its fingerprint (teacher
+            prompts, backbone, τ, k, layers) does not match.
+        teacher_cache_topk: k, teacher log-probabilities kept per target token (the vocabulary size: exact KL;
+            smaller: the teacher renormalised over its top k, see ``losses.topk_kl``).
         **kwargs: See :class:`PromptModule`.
     """
 
@@ -49,10 +65,17 @@ class MultitaskDistillation(PromptModule):
         shared_init: str = "teacher_mean",
         factor_init: str = "ones",
         factor_learning_rate: float | None = None,
+        fast_paths: dict[str, bool] | None = None,
+        teacher_cache: bool | str = False,
+        teacher_cache_topk: int = 64,
         **kwargs,
     ):
+        if teacher_cache_topk < 1:
+            raise ValueError(f"teacher_cache_topk must be >= 1, got {teacher_cache_topk}")
         super().__init__(**kwargs)
         self.save_hyperparameters()
+        self.fast_paths = FastPaths.from_config(fast_paths)
+        self.teacher_cache: TeacherCache | None = None
         self.loss_fn = DistillationLoss(lam=lam, temperature=temperature, beta=beta, kl_weight=kl_weight)
         self.student: DecomposedPrompt | None = None
         self.teacher: SoftPrompt | None = None
@@ -90,13 +113,31 @@ class MultitaskDistillation(PromptModule):
     def prompt_for(self, task_ids: torch.Tensor) -> torch.Tensor:
         return self.student(task_ids, dtype=self.backbone_dtype)
 
-    def compute_loss(self, batch: dict) -> dict[str, torch.Tensor]:
-        layers = tuple(self.hparams.hidden_layers) if self.hparams.beta > 0 else ()
+    def _hidden_layers(self) -> tuple[int, ...]:
+        return tuple(self.hparams.hidden_layers) if self.hparams.beta > 0 else ()
+
+    def teacher_forward(self, batch: dict, hidden_layers: tuple[int, ...]) -> ForwardOut:
+        """The frozen teachers on a batch (no grad): same backbone, the rows' teacher prompts."""
         with torch.no_grad():
-            teacher_prompt = self.teacher(batch["task_ids"], dtype=self.backbone_dtype)
-            teacher = prompted_forward(
-                self.backbone, batch["input_ids"], batch["attention_mask"], batch["labels"], teacher_prompt, layers
+            prompt = self.teacher(batch["task_ids"], dtype=self.backbone_dtype)
+            return prompted_forward(
+                self.backbone,
+                batch["input_ids"],
+                batch["attention_mask"],
+                batch["labels"],
+                prompt,
+                hidden_layers,
+                task_ids=batch["task_ids"],
+                fast=self.fast_paths,
             )
+
+    def compute_loss(self, batch: dict) -> dict[str, torch.Tensor]:
+        layers = self._hidden_layers()
+        if self.teacher_cache is not None:
+            student = self.forward(batch, hidden_layers=layers)
+            cached = self.teacher_cache.lookup(batch, student.token_mask, student.hidden_states)
+            return cached_distillation_loss(self.loss_fn, student, cached)
+        teacher = self.teacher_forward(batch, layers)
         student = self.forward(batch, hidden_layers=layers)
         return self.loss_fn(
             student.loss,
@@ -106,6 +147,54 @@ class MultitaskDistillation(PromptModule):
             teacher.hidden_states,
             student.token_mask,
         )
+
+    def teacher_cache_fingerprint(self) -> str:
+        """What a teacher cache must have been built from to be reused (teacher prompts and settings)."""
+        return TeacherCache.fingerprint(
+            self.teacher.prompts,
+            backbone=self.hparams.backbone,
+            temperature=self.loss_fn.temperature,
+            k=self.hparams.teacher_cache_topk,
+            layers=self._hidden_layers(),
+            tasks=list(self.task_names),
+            dtype=self.backbone_dtype,
+        )
+
+    def build_teacher_cache(self, folder: str | Path, rows) -> TeacherCache:
+        """Run the teachers once over the encoded training ``rows`` and write the cache to ``folder``."""
+        layers = self._hidden_layers()
+        vocab = self.backbone.get_output_embeddings().weight.shape[0]
+        return build_teacher_cache(
+            folder,
+            list(rows),
+            CausalLMCollator(self.tokenizer.pad_token_id),
+            lambda batch: self.teacher_forward({k: v.to(self.device) for k, v in batch.items()}, layers),
+            fingerprint=self.teacher_cache_fingerprint(),
+            k=min(self.hparams.teacher_cache_topk, vocab),
+            temperature=self.loss_fn.temperature,
+            hidden_layers=layers,
+            hidden_size=self.hidden_size,
+            dtype=self.backbone_dtype,
+        )
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        if not self.hparams.teacher_cache:
+            return
+        setting = self.hparams.teacher_cache
+        folder = Path(self.trainer.default_root_dir) / "teacher_cache" if setting is True else Path(setting)
+        strategy = self.trainer.strategy
+        valid = TeacherCache.open_if_valid(folder, self.teacher_cache_fingerprint()) is not None
+        strategy.barrier("teacher_cache_check")  # every rank decided before rank 0 may start rewriting it
+        if not valid:
+            rows = self.trainer.datamodule.splits["train"]
+            if self.trainer.is_global_zero:
+                self.build_teacher_cache(folder, rows)
+            elif params_are_sharded(strategy):  # a sharded backbone needs every rank in every forward
+                with tempfile.TemporaryDirectory() as scratch:
+                    self.build_teacher_cache(scratch, rows)
+        strategy.barrier("teacher_cache")
+        self.teacher_cache = TeacherCache(folder)
 
     def param_groups(self) -> list[dict]:
         if self.hparams.factor_learning_rate is None:

@@ -1,19 +1,35 @@
 """Backbone calls with a prompt in front: target-only logits for training, greedy generation for eval.
 
-Vocabulary logits are computed only where a target token is predicted: the decoder's hidden states are
-gathered at those positions ``[N, d]`` before the LM head, so a 128k-vocabulary model (LLaMA 3) never
-materialises ``[B, l + T, V]`` logits for prompt and input positions.
+Two fast paths, each switchable through :class:`~metaprompt.fastpaths.FastPaths` (same results either way):
+
+* target-only logits: the decoder's hidden states are gathered at the N positions that predict a target
+  token ``[N, d]`` before the LM head, so a 128k-vocabulary model (LLaMA 3) never materialises
+  ``[B, l + T, V]`` logits for prompt and input positions;
+* shared prefix (``metaprompt.prompts.prefix``): each distinct task's prompt runs through the backbone
+  once per batch and rows attend to it as a KV cache, instead of ``[prompt, row]`` for every row.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from metaprompt.data.collate import IGNORE_INDEX
-from metaprompt.prompts.inject import prepend_prompt
+from metaprompt.fastpaths.checkpointing import reading_cache, set_activation_checkpointing, writing_cache
+from metaprompt.fastpaths.options import FastPaths
+from metaprompt.prompts.inject import positions_from_mask, prepend_prompt
+from metaprompt.prompts.prefix import (
+    distinct_prompts,
+    for_rows,
+    has_sliding_layers,
+    rows_cache,
+    run_prefix,
+    supports_shared_prefix,
+)
+from metaprompt.prompts.prefix_memo import memo_of
 
 
 @dataclass
@@ -42,6 +58,61 @@ def decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.
     return decoder, base.get_output_embeddings()
 
 
+def uses_shared_prefix(
+    model: torch.nn.Module, prompt, task_ids, fast: FastPaths, attention_mask: torch.Tensor | None = None
+) -> bool:
+    """Whether this call takes the shared-prefix path (else: the prompt is concatenated to every row).
+
+    Falls back when it is off, there is no prompt or no task ids, the backbone's cache layers are not
+    plain attention, or rows are left-padded on a backbone with sliding-window layers (see ``prefix.py``).
+    """
+    if not fast.shared_prefix or prompt is None or task_ids is None:
+        return False
+    decoder, _ = decoder_and_head(model)
+    if not hasattr(decoder, "_metaprompt_prefix"):  # depends on the config only: ask once per model
+        decoder._metaprompt_prefix = (supports_shared_prefix(decoder), has_sliding_layers(decoder))
+    supported, sliding = decoder._metaprompt_prefix
+    left_padded = attention_mask is not None and bool((attention_mask[:, 0] == 0).any())
+    return supported and not (sliding and left_padded)
+
+
+def _autocast(fast: FastPaths, device: torch.device):
+    if not fast.bf16_autocast:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def _rows_with_prefix(
+    model, input_ids, attention_mask, prompt, task_ids, want_hidden: bool, read_only: bool, reuse: bool
+):
+    """Prefix pass over the distinct prompts, then the rows attending to it.
+
+    Returns:
+        ``(prefix, rows, out, mask)``: the :class:`~metaprompt.prompts.prefix.Prefix`, each row's prefix
+        index ``[B]``, the row pass's decoder output, and the ``[B, l + T]`` mask (prefix + rows).
+    """
+    decoder, _ = decoder_and_head(model)
+    distinct = distinct_prompts(prompt, task_ids)
+    with writing_cache(decoder):
+        if reuse and not (torch.is_grad_enabled() and distinct.prompts.requires_grad):
+            prefix = memo_of(decoder).prefix(decoder, distinct.prompts, want_hidden)
+        else:
+            prefix = run_prefix(decoder, distinct.prompts, want_hidden)
+    cache = rows_cache(prefix, distinct.rows, read_only=read_only)
+    mask = torch.cat([attention_mask.new_ones(prompt.shape[:2]), attention_mask], dim=1)
+    positions = positions_from_mask(mask)[:, prompt.shape[1] :]
+    with reading_cache(decoder) if read_only else contextlib.nullcontext():
+        out = decoder(
+            inputs_embeds=model.get_input_embeddings()(input_ids),
+            attention_mask=mask,
+            position_ids=positions,
+            cache=cache,
+            use_cache=True,
+            output_hidden_states=want_hidden,
+        )
+    return prefix, distinct.rows, out, mask
+
+
 def prompted_forward(
     model: torch.nn.Module,
     input_ids: torch.Tensor,
@@ -49,6 +120,8 @@ def prompted_forward(
     labels: torch.Tensor,
     prompt: torch.Tensor | None,
     hidden_layers: tuple[int, ...] = (),
+    task_ids: torch.Tensor | None = None,
+    fast: FastPaths | dict | None = None,
 ) -> ForwardOut:
     """Run the backbone on ``[prompt, input]`` and score the target tokens only.
 
@@ -59,22 +132,72 @@ def prompted_forward(
         labels: ``[B, T]`` target tokens, IGNORE_INDEX elsewhere.
         prompt: ``[B, l, d]`` soft prompts (backbone dtype), or None (e.g. LoRA).
         hidden_layers: Indices into the decoder's ``hidden_states`` tuple to return (``-1`` = last).
+        task_ids: ``[B]`` task of each row: rows of a task share one prompt prefix (without them, or with
+            ``fast.shared_prefix`` off, the prompt is concatenated to every row).
+        fast: :class:`FastPaths` switches (default: all exact speed-ups on).
     """
+    fast = FastPaths.from_config(fast)
     decoder, head = decoder_and_head(model)
-    inputs = prepend_prompt(model.get_input_embeddings(), input_ids, attention_mask, prompt)
-    out = decoder(**inputs.as_kwargs(), use_cache=False, output_hidden_states=bool(hidden_layers))
+    set_activation_checkpointing(model, fast.activation_checkpointing)
     n_prompt = 0 if prompt is None else prompt.shape[1]
-    full_labels = F.pad(labels, (n_prompt, 0), value=IGNORE_INDEX)
-    # position j predicts token j+1
-    next_labels = full_labels[:, 1:]
-    select = next_labels != IGNORE_INDEX
-    hidden = out.last_hidden_state[:, :-1][select]
-    logits = head(hidden)
+    want_hidden = bool(hidden_layers)
+    with _autocast(fast, input_ids.device):
+        if uses_shared_prefix(model, prompt, task_ids, fast, attention_mask):
+            prefix, rows, out, _ = _rows_with_prefix(
+                model, input_ids, attention_mask, prompt, task_ids, want_hidden, True, fast.reuse_prefix
+            )
+            # the last prompt position predicts each row's first token: keep it in front of the rows
+            last = torch.cat([for_rows(prefix.last_hidden[:, -1:], rows), out.last_hidden_state], dim=1)
+            offset = 1
+            hidden_states = [
+                torch.cat([for_rows(prefix.hidden_states[i], rows), out.hidden_states[i]], dim=1) for i in hidden_layers
+            ]
+        else:
+            inputs = prepend_prompt(model.get_input_embeddings(), input_ids, attention_mask, prompt)
+            out = decoder(**inputs.as_kwargs(), use_cache=False, output_hidden_states=want_hidden)
+            last, offset = out.last_hidden_state, n_prompt
+            hidden_states = [out.hidden_states[i] for i in hidden_layers]
+        # position j predicts token j+1
+        next_labels = F.pad(labels, (offset, 0), value=IGNORE_INDEX)[:, 1:]
+        select = next_labels != IGNORE_INDEX
+        if fast.target_only_logits:
+            logits = head(last[:, :-1][select])
+        else:
+            logits = head(last)[:, :-1][select]
     target_labels = next_labels[select]
     loss = F.cross_entropy(logits.float(), target_labels)
     token_mask = F.pad(attention_mask, (n_prompt, 0), value=0)
-    hidden_states = [out.hidden_states[i] for i in hidden_layers] if hidden_layers else []
     return ForwardOut(logits, target_labels, loss, hidden_states, token_mask)
+
+
+def _strip(sequences: list[list[int]], eos_token_id: int) -> list[list[int]]:
+    return [seq[: seq.index(eos_token_id)] if eos_token_id in seq else seq for seq in sequences]
+
+
+@torch.no_grad()
+def _greedy_with_prefix(
+    model, input_ids, attention_mask, prompt, task_ids, max_new_tokens, eos, pad, synced_gpus, reuse
+):
+    """Greedy decoding with the shared prefix: the same tokens as HF ``generate`` on ``[prompt, input]``."""
+    decoder, head = decoder_and_head(model)
+    _, _, out, mask = _rows_with_prefix(model, input_ids, attention_mask, prompt, task_ids, False, False, reuse)
+    cache = out.cache
+    position = positions_from_mask(mask)[:, -1:]
+    done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+    hidden, steps = out.last_hidden_state[:, -1], []
+    for step in range(max_new_tokens):
+        token = head(hidden).argmax(-1)
+        token = torch.where(done, torch.full_like(token, pad), token)
+        steps.append(token)
+        done = done | (token == eos)
+        # under ZeRO-3 every rank must run the same number of forwards: no early stop there
+        if step == max_new_tokens - 1 or (bool(done.all()) and not synced_gpus):
+            break
+        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+        position = position + 1
+        out = decoder(input_ids=token[:, None], attention_mask=mask, position_ids=position, cache=cache, use_cache=True)
+        hidden = out.last_hidden_state[:, -1]
+    return torch.stack(steps, dim=1).tolist() if steps else [[] for _ in range(input_ids.shape[0])]
 
 
 @torch.no_grad()
@@ -87,24 +210,42 @@ def generate(
     eos_token_id: int,
     pad_token_id: int,
     synced_gpus: bool = False,
+    task_ids: torch.Tensor | None = None,
+    fast: FastPaths | dict | None = None,
 ) -> list[list[int]]:
     """Greedy decoding of a left-padded batch with soft prompts in front.
+
+    Args:
+        task_ids: ``[B]`` task of each row; with ``fast.shared_prefix`` the prompts run once per task.
 
     Returns:
         Per row, the generated token ids up to (not including) the first end-of-sequence token.
     """
-    inputs = prepend_prompt(model.get_input_embeddings(), prompt_input_ids, prompt_attention_mask, prompt)
-    out = model.generate(
-        inputs_embeds=inputs.inputs_embeds,
-        attention_mask=inputs.attention_mask,
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        num_beams=1,
-        eos_token_id=eos_token_id,
-        pad_token_id=pad_token_id,
-        synced_gpus=synced_gpus,
-    )
-    rows = []
-    for seq in out.tolist():
-        rows.append(seq[: seq.index(eos_token_id)] if eos_token_id in seq else seq)
-    return rows
+    fast = FastPaths.from_config(fast)
+    with _autocast(fast, prompt_input_ids.device):
+        if uses_shared_prefix(model, prompt, task_ids, fast, prompt_attention_mask):
+            rows = _greedy_with_prefix(
+                model,
+                prompt_input_ids,
+                prompt_attention_mask,
+                prompt,
+                task_ids,
+                max_new_tokens,
+                eos_token_id,
+                pad_token_id,
+                synced_gpus,
+                fast.reuse_prefix,
+            )
+            return _strip(rows, eos_token_id)
+        inputs = prepend_prompt(model.get_input_embeddings(), prompt_input_ids, prompt_attention_mask, prompt)
+        out = model.generate(
+            inputs_embeds=inputs.inputs_embeds,
+            attention_mask=inputs.attention_mask,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            eos_token_id=eos_token_id,
+            pad_token_id=pad_token_id,
+            synced_gpus=synced_gpus,
+        )
+    return _strip(out.tolist(), eos_token_id)

@@ -44,7 +44,11 @@ class LoRA(PromptModule):
             target_modules=list(self.hparams.target_modules),
             task_type="CAUSAL_LM",
         )
-        self.backbone = get_peft_model(self.backbone, config)
+        # PEFT draws lora_A from the global RNG: seed it, so every rank (and a rerun) builds the same
+        # adapter — FSDP2 and ZeRO-3 shard each rank's own copy without broadcasting it first.
+        with torch.random.fork_rng():
+            torch.manual_seed(self.hparams.seed)
+            self.backbone = get_peft_model(self.backbone, config)
 
     def prompt_for(self, task_ids: torch.Tensor) -> None:
         return None

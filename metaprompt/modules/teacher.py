@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from metaprompt.adapters import AdapterConfig, save_adapter
+from metaprompt.fastpaths import FastPaths
 from metaprompt.modules.base import PromptModule
 from metaprompt.prompts import PromptInit, SoftPrompt
 
@@ -22,14 +23,23 @@ class TeacherPromptTuning(PromptModule):
     Args:
         prompt_init: ``sample_vocab`` (Lester et al.'s best), ``text`` or ``random``.
         init_text: Text for ``prompt_init="text"``.
+        fast_paths: :class:`~metaprompt.fastpaths.FastPaths` switches, e.g. ``{"shared_prefix": false}``
+            (default: every exact speed-up on).
         **kwargs: See :class:`PromptModule`.
     """
 
     adapter_kind = "teacher"
 
-    def __init__(self, prompt_init: str = "sample_vocab", init_text: str | None = None, **kwargs):
+    def __init__(
+        self,
+        prompt_init: str = "sample_vocab",
+        init_text: str | None = None,
+        fast_paths: dict[str, bool] | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.save_hyperparameters()
+        self.fast_paths = FastPaths.from_config(fast_paths)
         self.prompts: SoftPrompt | None = None
 
     def build_adapter(self) -> None:

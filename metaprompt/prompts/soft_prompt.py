@@ -11,6 +11,8 @@ from enum import Enum
 import torch
 from torch import nn
 
+from metaprompt.scale.zero import gathered
+
 
 class PromptInit(str, Enum):
     """How a soft prompt is initialised (names follow PEFT's ``PromptTuningInit``)."""
@@ -46,32 +48,40 @@ class SoftPrompt(nn.Module):
     def initialize(
         self, how: PromptInit | str, embeddings: torch.Tensor, text_ids: list[int] | None = None, seed: int = 0
     ) -> None:
-        """Fill every task's prompt from the (gathered) input embedding matrix ``[V, d]``.
+        """Fill every task's prompt from the input embedding matrix ``[V, d]``.
+
+        Under DeepSpeed ZeRO-3 the embedding weight (and the prompt, if it was built partitioned) is
+        gathered for the duration of the init (``metaprompt.scale.gathered``; a no-op otherwise), so
+        every rank reads the same whole matrix and rank 0's values are the ones kept. Only the sampled
+        rows are copied off the embedding's device. An embedding on the meta device (adapter rebuilt
+        for consolidation) has no values: the prompt is left as is, to be loaded from a checkpoint.
 
         Args:
             how: A :class:`PromptInit`.
-            embeddings: The backbone's input embedding weight, fully materialised (under ZeRO-3 the
-                caller gathers it first).
+            embeddings: The backbone's input embedding weight (whole or ZeRO-3-partitioned).
             text_ids: Token ids of the init text (``how == "text"``).
             seed: Seed of the vocabulary sample / random init, so runs are reproducible.
         """
         how = PromptInit(how)
-        g = torch.Generator().manual_seed(seed)
-        k, length, _ = self.prompts.shape
-        emb = embeddings.detach().float().cpu()
-        if how is PromptInit.SAMPLE_VOCAB:
-            # Low ids are frequent BPE merges in most tokenizers; Lester et al. sample the top 5,000.
-            ids = torch.randint(0, min(5000, emb.shape[0]), (k, length), generator=g)
-            values = emb[ids]
-        elif how is PromptInit.TEXT:
-            if not text_ids:
-                raise ValueError("prompt init 'text' needs a non-empty init text")
-            reps = -(-length // len(text_ids))
-            ids = torch.tensor((list(text_ids) * reps)[:length])
-            values = emb[ids].unsqueeze(0).expand(k, -1, -1)
-        else:
-            values = torch.randn(k, length, emb.shape[1], generator=g) * emb.std()
-        self.prompts.copy_(values.to(self.prompts.device))
+        with gathered([embeddings]), gathered([self.prompts], modifier_rank=0):
+            if embeddings.is_meta:
+                return
+            g = torch.Generator().manual_seed(seed)
+            k, length, _ = self.prompts.shape
+            emb = embeddings.detach()
+            if how is PromptInit.SAMPLE_VOCAB:
+                # Low ids are frequent BPE merges in most tokenizers; Lester et al. sample the top 5,000.
+                ids = torch.randint(0, min(5000, emb.shape[0]), (k, length), generator=g)
+                values = emb[ids.to(emb.device)].float()
+            elif how is PromptInit.TEXT:
+                if not text_ids:
+                    raise ValueError("prompt init 'text' needs a non-empty init text")
+                reps = -(-length // len(text_ids))
+                ids = torch.tensor((list(text_ids) * reps)[:length], device=emb.device)
+                values = emb[ids].float().unsqueeze(0).expand(k, -1, -1)
+            else:
+                values = torch.randn(k, length, emb.shape[1], generator=g) * emb.float().std().cpu()
+            self.prompts.copy_(values.to(self.prompts.device))
 
     def forward(self, task_ids: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         """Prompts of each row's task: ``[B] -> [B, l, d]`` (cast to ``dtype`` if given)."""

@@ -1,0 +1,1 @@
+"""Benchmarks of the prompt methods against PEFT on the same model and batch (``make bench``)."""

@@ -1,0 +1,200 @@
+"""The benchmark: our prompt-method steps vs PEFT on the same backbone and batch, in one process.
+
+    python -m bench.run                 # SmolLM2-135M, fp32, CPU (``make bench``; ~15 min on 2 cores)
+    python -m bench.run --smoke         # tiny backbone, seconds (``make bench-smoke``, and a test)
+
+Writes ``--out`` (default ``bench/results.json``) and prints a table of the ratios against their targets.
+Timings are medians after warm-up, measured round-robin between the compared paths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+import transformers
+
+from bench import cases
+from bench.common import FULL, SMOKE, Settings, interleaved_medians, machine, run_subprocess
+from bench.padding import padding
+from bench.sizes import lora_bytes, target_adapter_bytes
+from metaprompt.fastpaths import FastPaths
+
+TARGETS = {  # key: (comparison, goal) — goals of the issue, not test assertions
+    "p1_train_vs_peft": (">=", 2.0),
+    "p2_step_over_forward": ("<=", 2.0),
+    "p3_distill_over_pt": ("<=", 1.2),
+    "p4_mixed_over_single": (">=", 0.9),
+    "p4_mixed_vs_peft_lora": (">=", 1.0),
+    "p5_target_bytes": ("<=", 10 * 1024),
+}
+ABLATIONS = {  # each one switch away from the defaults, plus the plain HF-style path
+    "no_shared_prefix": {"shared_prefix": False},
+    "full_logits": {"target_only_logits": False},
+    "concat_and_full_logits": {"shared_prefix": False, "target_only_logits": False},
+    "activation_checkpointing": {"activation_checkpointing": True},
+    "bf16_autocast": {"bf16_autocast": True},
+}
+
+
+def training(s: Settings, ours) -> dict:
+    """p1 (ours vs PEFT PromptTuning at two lengths), p2 (step / no-grad forward), fast-path ablations."""
+    peft = cases.peft_prompt_tuning(s)
+    out = {}
+    for tokens, repeats in ((s.tokens, s.repeats), (s.long_tokens, s.long_repeats)):
+        batch = cases.train_batch(s, tokens)
+        fns = {"ours_step": cases.our_step(ours, batch), "peft_step": cases.peft_step(peft, batch)}
+        if tokens == s.tokens:
+            fns["ours_forward"] = cases.our_forward(ours, batch)
+        out[str(tokens)] = interleaved_medians(fns, s.warmup, repeats)
+    del peft
+    batch = cases.train_batch(s, s.tokens)
+    ablations = {}
+    for name, switches in ABLATIONS.items():
+        ours.fast_paths = FastPaths(**switches)
+        ablations[name] = interleaved_medians({name: cases.our_step(ours, batch)}, s.warmup, s.repeats)[name]
+    ours.fast_paths = FastPaths()
+    ours.backbone.set_attn_implementation("eager")
+    ablations["eager_attention"] = interleaved_medians({"eager": cases.our_step(ours, batch)}, s.warmup, s.repeats)
+    ablations["eager_attention"] = ablations["eager_attention"]["eager"]
+    ours.backbone.set_attn_implementation("sdpa")
+    out["ablations_step_s"] = ablations
+    return out
+
+
+def distillation(s: Settings, teacher) -> dict:
+    """p3: a distillation step (teacher cache; and with the online teacher) / a prompt-tuning step."""
+    data = cases.train_rows(s, s.tokens)
+    batch = cases.train_batch(s, s.tokens)
+    start = time.perf_counter()
+    cached = cases.distillation(s, teacher, data)
+    build_s = time.perf_counter() - start
+    online = cases.distillation(s, teacher, None)
+    fns = {
+        "pt_step": cases.our_step(teacher, batch),
+        "distill_cached_step": cases.our_step(cached, batch),
+        "distill_online_step": cases.our_step(online, batch),
+    }
+    out = interleaved_medians(fns, s.warmup, s.repeats)
+    out["cache_setup_s"] = build_s
+    return out
+
+
+def generation(s: Settings) -> dict:
+    """p4: tokens/s of a batch mixing ``gen_tasks`` tasks vs one task; ours vs PEFT LoRA ``adapter_names``."""
+    module = cases.prompt_tuning(s, n_tasks=s.gen_tasks).eval()
+    lora = cases.peft_lora_mixed(s, s.gen_tasks)
+    single, mixed = cases.generation_batch(s, 1), cases.generation_batch(s, s.gen_tasks)
+    pad = module.tokenizer.pad_token_id
+    concat = {"shared_prefix": False}
+    fns = {
+        "ours_single": cases.our_generation(module, single, s),
+        "ours_mixed": cases.our_generation(module, mixed, s),
+        "ours_concat_single": cases.our_generation(module, single, s, concat),
+        "ours_concat_mixed": cases.our_generation(module, mixed, s, concat),
+        "peft_lora_single": cases.peft_lora_generation(lora, single, s, pad),
+        "peft_lora_mixed": cases.peft_lora_generation(lora, mixed, s, pad),
+    }
+    times = interleaved_medians(fns, s.warmup, s.repeats)
+    tokens = single["prompt_input_ids"].shape[0] * s.gen_new_tokens
+    return {f"{name}_tokens_per_s": tokens / t for name, t in times.items()}
+
+
+def memory(smoke: bool) -> dict:
+    """Peak RSS of a training step, each case in a fresh interpreter (the smoke run skips checkpointing)."""
+    flag = ["--smoke"] if smoke else []
+    names = ("ours", "peft") if smoke else ("ours", "ours_checkpointing", "peft")
+    return {case: json.loads(run_subprocess(["bench.rss", case, *flag])) for case in names}
+
+
+def summarize(s: Settings, train: dict, distill: dict, gen: dict, sizes: dict, rss: dict) -> dict:
+    short, long = train[str(s.tokens)], train[str(s.long_tokens)]
+    return {
+        "p1_train_vs_peft": short["peft_step"] / short["ours_step"],
+        f"p1_train_vs_peft_{s.long_tokens}": long["peft_step"] / long["ours_step"],
+        "p2_step_over_forward": short["ours_step"] / short["ours_forward"],
+        "p3_distill_over_pt": distill["distill_cached_step"] / distill["pt_step"],
+        "p3_online_teacher_over_pt": distill["distill_online_step"] / distill["pt_step"],
+        "p4_mixed_over_single": gen["ours_mixed_tokens_per_s"] / gen["ours_single_tokens_per_s"],
+        "p4_mixed_vs_peft_lora": gen["ours_mixed_tokens_per_s"] / gen["peft_lora_mixed_tokens_per_s"],
+        "p5_target_bytes": sizes["target_adapter"]["llama-3.1-8b"]["tensor_bytes"],
+        "peak_rss_mb": {case: r["peak_rss_mb"] for case, r in rss.items()},
+    }
+
+
+def table(results: dict) -> str:
+    lines = [f"{'metric':<28}{'value':>14}  target     met"]
+    for key, value in results["summary"].items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v:.0f}" for k, v in value.items())
+            lines.append(f"{key:<28}{value:>14}")
+            continue
+        goal = TARGETS.get(key)
+        met = results["targets"].get(key)
+        text = f"{value:,.0f}" if key.startswith("p5") else f"{value:.2f}"
+        lines.append(f"{key:<28}{text:>14}  {goal[0] + ' ' + str(goal[1]) if goal else '':<9}  {met if goal else ''}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny backbone, small sizes (seconds)")
+    parser.add_argument("--out", default="bench/results.json")
+    args = parser.parse_args()
+    s = SMOKE if args.smoke else FULL
+    torch.manual_seed(s.seed)
+    transformers.logging.set_verbosity_error()  # e.g. "eos_token_id -1": on purpose, every row decodes fully
+    started = time.perf_counter()
+    ours = cases.prompt_tuning(s)
+    train = training(s, ours)
+    distill = distillation(s, ours)
+    del ours
+    gen = generation(s)
+    sizes = {
+        "target_adapter": {
+            p: target_adapter_bytes(p, prompt_length=100, rank=1) for p in ("llama-3.1-8b", "smollm2-135m")
+        },
+        "lora_r8_qv": {p: lora_bytes(p) for p in ("llama-3.1-8b", "smollm2-135m")},
+    }
+    rss = memory(args.smoke)
+    summary = summarize(s, train, distill, gen, sizes, rss)
+    targets = {k: bool(summary[k] >= goal if op == ">=" else summary[k] <= goal) for k, (op, goal) in TARGETS.items()}
+    results = {
+        **{k: v for k, v in summary.items()},
+        "summary": summary,
+        "targets": targets,
+        "settings": s.as_dict(),
+        "smoke": args.smoke,
+        "machine": machine(),
+        "timings_s": {"training": train, "distillation": distill},
+        "generation": gen,
+        "sizes": sizes,
+        "memory": rss,
+        "padding_fraction": padding(s.backbone, s.batch_size, args.smoke),
+        "attn_implementation": ours_attention(s),
+        "fast_paths_default": FastPaths().as_dict(),
+        "wall_s": time.perf_counter() - started,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2, default=str))
+    print(table(results))
+    print(f"padding fraction: {results['padding_fraction']}")
+    print(f"wrote {args.out} in {results['wall_s']:.0f} s")
+
+
+def ours_attention(s: Settings) -> dict:
+    """The attention implementation each backbone loads with (SDPA where HF supports it)."""
+    from metaprompt.backbones import load_backbone
+
+    out = {}
+    for name in dict.fromkeys((s.backbone, "tiny-llama", "tiny-gpt-oss")):
+        model, _ = load_backbone(name)
+        out[name] = model.config._attn_implementation
+    return out
+
+
+if __name__ == "__main__":
+    main()

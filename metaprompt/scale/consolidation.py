@@ -1,0 +1,154 @@
+"""Turn any training checkpoint into the stage's portable adapter (``adapter.safetensors`` + JSON).
+
+Checkpoints hold only the trainable parameters (plus optimizer state), in the strategy's format:
+
+* single device / DDP: one ``.ckpt`` file (``state_dict`` + ``hyper_parameters``);
+* DeepSpeed ZeRO-2/3: a directory of per-rank shards (``exclude_frozen_parameters=True``); the fp32
+  master weights are merged with DeepSpeed's ``zero_to_fp32`` reader;
+* FSDP2 (``ModelParallelStrategy``): a ``torch.distributed.checkpoint`` directory + ``meta.pt``.
+
+:func:`consolidate` reads the adapter state on CPU in one process (no GPU, no process group), rebuilds
+the stage's adapter modules on a backbone built on the meta device (no weights are loaded), loads the
+state into them and calls the stage's own ``export_adapter``, so the file is exactly the one a
+single-device run would write::
+
+    from metaprompt.scale import consolidate
+    consolidate("runs/teacher/checkpoints/last.ckpt", "runs/teacher/adapter")
+
+    python -m metaprompt.scale.consolidation runs/teacher/checkpoints/last.ckpt runs/teacher/adapter
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+MODULE_KEY = "metaprompt_module"  # class path of the LightningModule, written by PromptModule.on_save_checkpoint
+_DEEPSPEED_PREFIX = "_forward_module."
+
+
+def _torch_load(path: Path) -> dict[str, Any]:
+    # Our own checkpoints: they hold hyper-parameter dicts, not only tensors.
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _read_deepspeed(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint, get_model_state_file
+
+    tag = (folder / "latest").read_text().strip() if (folder / "latest").is_file() else "checkpoint"
+    state = get_fp32_state_dict_from_zero_checkpoint(str(folder), tag=tag, exclude_frozen_parameters=True)
+    model_file = next((folder / tag).glob("*mp_rank_00_model_states.pt"), None)
+    if model_file is None:  # ZeRO-3 names it zero_pp_rank_0_mp_rank_00_model_states.pt, ZeRO-2 mp_rank_00_...
+        model_file = Path(get_model_state_file(str(folder / tag), 3))
+    meta = _torch_load(model_file)
+    state = {k.removeprefix(_DEEPSPEED_PREFIX): v for k, v in state.items()}
+    return state, meta
+
+
+def _read_dcp(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    with tempfile.TemporaryDirectory() as tmp:
+        dcp_to_torch_save(folder, Path(tmp) / "full.pt")
+        full = _torch_load(Path(tmp) / "full.pt")
+    meta = _torch_load(folder / "meta.pt") if (folder / "meta.pt").is_file() else {}
+    return full["state_dict"], meta
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The trainable state (fp32, CPU, keys as in ``module.named_parameters()``) and the checkpoint's
+    metadata (``hyper_parameters``, ``metaprompt_module``, ``global_step``...).
+
+    Raises:
+        FileNotFoundError: ``path`` is neither a checkpoint file nor a DeepSpeed/FSDP2 checkpoint folder.
+    """
+    path = Path(path)
+    if path.is_file():
+        checkpoint = _torch_load(path)
+        return checkpoint.pop("state_dict"), checkpoint
+    if path.is_dir() and ((path / "latest").is_file() or (path / "checkpoint").is_dir()):
+        return _read_deepspeed(path)
+    if path.is_dir() and (path / ".metadata").is_file():
+        return _read_dcp(path)
+    raise FileNotFoundError(
+        f"{path}: expected a .ckpt file, a DeepSpeed checkpoint folder (with 'latest' or 'checkpoint/') "
+        "or a torch.distributed.checkpoint folder (with '.metadata')"
+    )
+
+
+def _import(class_path: str) -> type:
+    module, _, name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+class _NoTokenizer:
+    """Stands in when the backbone's tokenizer is not available offline: adapter values are loaded from
+    the checkpoint, so init-text token ids are never used."""
+
+    def __call__(self, text: str, **kwargs) -> dict[str, list[int]]:
+        return {"input_ids": [0]}
+
+
+def rebuild_adapter(module_cls: type, hparams: dict[str, Any]):
+    """A stage module with its adapter built on a meta-device backbone (values to be loaded)."""
+    from metaprompt.backbones import build_on_meta, load_tokenizer
+
+    module = module_cls(**{k: v for k, v in hparams.items() if not k.startswith("_")})
+    module.backbone = build_on_meta(module.hparams.backbone, dtype=torch.float32)
+    try:
+        module.tokenizer = load_tokenizer(module.hparams.backbone)
+    except Exception:  # gated/offline tokenizer: not needed to rebuild shapes
+        module.tokenizer = _NoTokenizer()
+    module.build_adapter()
+    return module
+
+
+def consolidate(checkpoint: str | Path, out_folder: str | Path, module_cls: type | None = None) -> Path:
+    """Write the portable adapter of a (possibly sharded) training checkpoint.
+
+    Args:
+        checkpoint: A ``.ckpt`` file, a DeepSpeed checkpoint folder, or an FSDP2 (DCP) folder.
+        out_folder: Where ``adapter.safetensors`` + ``adapter.json`` go.
+        module_cls: The stage class (default: the class path the checkpoint records).
+
+    Returns:
+        ``out_folder``.
+
+    Raises:
+        KeyError: the checkpoint lacks a trainable tensor of the stage, or names no stage class.
+    """
+    state, meta = read_checkpoint(checkpoint)
+    if module_cls is None:
+        class_path = meta.get(MODULE_KEY) or meta.get("hyper_parameters", {}).get("_class_path")
+        if not class_path:
+            raise KeyError(f"{checkpoint}: no '{MODULE_KEY}' recorded; pass module_cls")
+        module_cls = _import(class_path)
+    module = rebuild_adapter(module_cls, dict(meta.get("hyper_parameters", {})))
+    wanted = {n for n, p in module.named_parameters() if p.requires_grad}
+    missing = sorted(wanted - state.keys())
+    if missing:
+        raise KeyError(f"{checkpoint}: trainable tensors {missing} are not in the checkpoint (has {sorted(state)})")
+    module.load_state_dict({k: state[k].float() for k in wanted}, strict=False, assign=True)
+    module.export_adapter(str(out_folder))
+    return Path(out_folder)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m metaprompt.scale.consolidation", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("checkpoint", help=".ckpt file, DeepSpeed folder or FSDP2 (DCP) folder")
+    parser.add_argument("out_folder", help="adapter folder to write")
+    args = parser.parse_args(argv)
+    print(consolidate(args.checkpoint, args.out_folder))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

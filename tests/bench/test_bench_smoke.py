@@ -1,0 +1,49 @@
+"""``make bench-smoke``: the whole benchmark, on the tiny backbone, writes every result key."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+KEYS = (
+    "p1_train_vs_peft",
+    "p2_step_over_forward",
+    "p3_distill_over_pt",
+    "p4_mixed_over_single",
+    "p4_mixed_vs_peft_lora",
+    "p5_target_bytes",
+    "peak_rss_mb",
+)
+
+
+@pytest.mark.slow
+def test_bench_smoke_writes_all_results(tmp_path):
+    out = tmp_path / "results.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny matmuls; the numbers are not the point here
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke", "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads(out.read_text())
+    for key in KEYS:
+        assert key in results, key
+    ratios = [results[k] for k in KEYS[:5]] + [results["p1_train_vs_peft_64"], results["p3_online_teacher_over_pt"]]
+    assert all(isinstance(r, float) and r > 0 for r in ratios)
+    # p5 does not depend on timing: LLaMA-3.1-8B's d = 4096, l = 100, r = 1 in bf16 is (100 + 4096) * 2 bytes
+    assert results["p5_target_bytes"] == 8392
+    assert results["sizes"]["lora_r8_qv"]["llama-3.1-8b"]["params"] == 3_407_872
+    assert set(results["peak_rss_mb"]) == {"ours", "peft"} and all(v > 0 for v in results["peak_rss_mb"].values())
+    assert results["padding_fraction"]["bucketed"] < results["padding_fraction"]["plain"]
+    assert set(results["targets"]) == set(KEYS[:6])
+    assert "p1_train_vs_peft" in run.stdout  # the printed table

@@ -1,0 +1,85 @@
+"""Launch ``worker.py`` as 2 local ranks (gloo), each in its own process group, under a hard deadline.
+
+A rank that dies makes the other one wait for its collectives until the process-group timeout, and
+a hung collective ignores SIGTERM (research/ecosystem.md §B.4): so the launcher polls both, and on
+the first failure or at the deadline SIGKILLs both process groups.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+WORKER = Path(__file__).resolve().parent / "worker.py"
+REPO = Path(__file__).resolve().parents[2]
+WORLD_SIZE = 2
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _kill(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    for p in procs:
+        p.wait()
+
+
+def launch(args: list[str], timeout: float, log_dir: Path) -> tuple[list[int | None], str]:
+    """Run ``worker.py args`` on ranks 0 and 1; return their exit codes (None = killed) and rank 0's log."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    port, procs, logs = free_port(), [], []
+    for rank in range(WORLD_SIZE):
+        env = {
+            **os.environ,
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "WORLD_SIZE": str(WORLD_SIZE),
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "NODE_RANK": "0",
+            "OMP_NUM_THREADS": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+            "WANDB_MODE": "disabled",
+            "PYTHONWARNINGS": "ignore",
+        }
+        log = open(log_dir / f"rank{rank}.log", "w")  # noqa: SIM115 - closed below
+        logs.append(log)
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(WORKER), *args],
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: killpg reaches DeepSpeed/gloo children too
+            )
+        )
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            codes = [p.poll() for p in procs]
+            if all(c is not None for c in codes) or any(c not in (None, 0) for c in codes):
+                break
+            time.sleep(0.5)
+    finally:
+        _kill(procs)
+        for log in logs:
+            log.close()
+    codes = [p.returncode if p.returncode is not None and p.returncode >= 0 else None for p in procs]
+    return codes, (log_dir / "rank0.log").read_text(errors="replace")
