@@ -15,6 +15,7 @@ generation keeps ranks in lock-step whenever parameters are sharded.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from metaprompt.backbones import load_backbone
 from metaprompt.evaluation import PredictionTable, TaskEvaluator
+from metaprompt.fastpaths import FastPaths
 from metaprompt.modules.forward import ForwardOut, generate, prompted_forward
 from metaprompt.scale import full_numel, full_shape, is_fsdp2, outside_zero_init, params_are_sharded, zero_stage
 from metaprompt.scale.consolidation import MODULE_KEY
@@ -126,10 +128,19 @@ class PromptModule(L.LightningModule):
         self.configure_sharding(strategy)
 
     def configure_sharding(self, strategy) -> None:
-        """Hook after the backbone and adapter exist: FSDP2 layout under ``ModelParallelStrategy``.
+        """Hook after the backbone and adapter exist: lock-step forwards when parameters are sharded,
+        and the FSDP2 layout under ``ModelParallelStrategy``.
 
-        Stages with another layout may override it (see ``metaprompt.scale.fsdp2.parallelize``).
+        Sharded weights (ZeRO-3, FSDP2) are all-gathered inside every forward, so all ranks must run
+        the same number of backbone forwards. Two fast paths make that number depend on each rank's
+        data and are switched off then: ``reuse_prefix`` (a memoised prefix skips its forward) and
+        ``shared_prefix`` (its greedy decoder stops per rank instead of continuing until every rank is
+        done, as ``generate(synced_gpus=True)`` does). Stages with another layout may override this
+        (see ``metaprompt.scale.fsdp2.parallelize``).
         """
+        if params_are_sharded(strategy):
+            fast = FastPaths.from_config(getattr(self, "fast_paths", None))
+            self.fast_paths = dataclasses.replace(fast, shared_prefix=False, reuse_prefix=False)
         if is_fsdp2(strategy):
             parallelize(self, strategy.device_mesh["data_parallel"])
 

@@ -174,6 +174,13 @@ def _strip(sequences: list[list[int]], eos_token_id: int) -> list[list[int]]:
     return [seq[: seq.index(eos_token_id)] if eos_token_id in seq else seq for seq in sequences]
 
 
+def _any_rank_running(running: bool, device: torch.device) -> bool:
+    """All-reduce of "this rank still decodes" (``synced_gpus``): True while any rank is not finished."""
+    flag = torch.tensor(1.0 if running else 0.0, device=device)
+    torch.distributed.all_reduce(flag)
+    return flag.item() > 0
+
+
 @torch.no_grad()
 def _greedy_with_prefix(
     model, input_ids, attention_mask, prompt, task_ids, max_new_tokens, eos, pad, synced_gpus, reuse
@@ -185,18 +192,23 @@ def _greedy_with_prefix(
     position = positions_from_mask(mask)[:, -1:]
     done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
     hidden, steps = out.last_hidden_state[:, -1], []
-    for step in range(max_new_tokens):
+    step = 0
+    while True:
         token = head(hidden).argmax(-1)
         token = torch.where(done, torch.full_like(token, pad), token)
-        steps.append(token)
+        if step < max_new_tokens:
+            steps.append(token)
         done = done | (token == eos)
-        # under ZeRO-3 every rank must run the same number of forwards: no early stop there
-        if step == max_new_tokens - 1 or (bool(done.all()) and not synced_gpus):
+        finished = step >= max_new_tokens - 1 or bool(done.all())
+        # Sharded weights (ZeRO-3, FSDP2) are all-gathered inside every forward, and the ranks' budgets and
+        # stops differ: keep stepping (outputs discarded) until every rank is finished, like HF's synced_gpus.
+        if not (_any_rank_running(not finished, hidden.device) if synced_gpus else not finished):
             break
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
         position = position + 1
         out = decoder(input_ids=token[:, None], attention_mask=mask, position_ids=position, cache=cache, use_cache=True)
         hidden = out.last_hidden_state[:, -1]
+        step += 1
     return torch.stack(steps, dim=1).tolist() if steps else [[] for _ in range(input_ids.shape[0])]
 
 

@@ -38,7 +38,12 @@ def _kill(procs: list[subprocess.Popen]) -> None:
 
 
 def launch(args: list[str], timeout: float, log_dir: Path) -> tuple[list[int | None], str]:
-    """Run ``worker.py args`` on ranks 0 and 1; return their exit codes (None = killed) and rank 0's log."""
+    """Run ``worker.py args`` on ranks 0 and 1.
+
+    Returns:
+        Their exit codes (negative: killed by that signal; None: still running at the deadline, then
+        SIGKILLed) and the tail of the log of the first rank that failed (rank 0's if none did).
+    """
     log_dir.mkdir(parents=True, exist_ok=True)
     port, procs, logs = free_port(), [], []
     for rank in range(WORLD_SIZE):
@@ -71,6 +76,7 @@ def launch(args: list[str], timeout: float, log_dir: Path) -> tuple[list[int | N
             )
         )
     deadline = time.monotonic() + timeout
+    codes: list[int | None] = [None] * WORLD_SIZE
     try:
         while time.monotonic() < deadline:
             codes = [p.poll() for p in procs]
@@ -78,8 +84,8 @@ def launch(args: list[str], timeout: float, log_dir: Path) -> tuple[list[int | N
                 break
             time.sleep(0.5)
     finally:
-        _kill(procs)
+        _kill(procs)  # the survivors of a failed rank would wait for it until the process-group timeout
         for log in logs:
             log.close()
-    codes = [p.returncode if p.returncode is not None and p.returncode >= 0 else None for p in procs]
-    return codes, (log_dir / "rank0.log").read_text(errors="replace")
+    failed = next((rank for rank, c in enumerate(codes) if c not in (None, 0)), 0)
+    return codes, (log_dir / f"rank{failed}.log").read_text(errors="replace")

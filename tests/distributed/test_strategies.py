@@ -76,7 +76,8 @@ def run(request, setup):
     codes, log = launch(args, LAUNCH_TIMEOUT, out / "logs")
     print(f"\n[distributed] {strategy}: 2 ranks, {len(RUNS)} stage runs, {time.perf_counter() - start:.0f} s wall")
     assert codes == [0, 0], (
-        f"{strategy}: exit codes {codes} (None = killed at the deadline); rank 0 log:\n{log[-6000:]}"
+        f"{strategy}: exit codes {codes} (None: hung until the {LAUNCH_TIMEOUT} s deadline; < 0: killed by a "
+        f"signal); log of the first failed rank:\n{log[-6000:]}"
     )
     return {"strategy": strategy, "out": out}
 

@@ -112,3 +112,44 @@ def test_row_keys_match_between_encoded_rows_and_padded_batches():
     r = rows[0]
     ids = r["prompt_ids"] + r["target_ids"]
     assert row_key(0, ids[:-1], ids[-1:]) != row_key(0, ids[:-2], ids[-2:]) != row_key(1, ids[:-2], ids[-2:])
+
+
+def test_fit_builds_the_cache_under_the_run_folder_once(data_root, tmp_path):
+    import lightning as L
+
+    from metaprompt.data import MultitaskDataModule
+
+    dm = MultitaskDataModule(tasks="gad,rqe", backbone="tiny-llama", max_length=128, batch_size=4, k_shot=8)
+    teacher = TeacherPromptTuning(backbone="tiny-llama", task_names=dm.task_names, prompt_length=4)
+    teacher.configure_model()
+    teacher.export_adapter(str(tmp_path / "teacher"))
+
+    def fit() -> MultitaskDistillation:
+        module = MultitaskDistillation(
+            teacher_adapter=str(tmp_path / "teacher"),
+            backbone="tiny-llama",
+            task_names=dm.task_names,
+            prompt_length=4,
+            teacher_cache=True,
+            generate_eval=False,
+        )
+        trainer = L.Trainer(
+            max_steps=2,
+            accelerator="cpu",
+            default_root_dir=str(tmp_path / "run"),
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+        )
+        trainer.fit(module, datamodule=dm)
+        return module
+
+    first = fit()
+    meta = tmp_path / "run" / "teacher_cache" / "meta.json"
+    assert first.teacher_cache is not None and first.teacher_cache.folder == meta.parent
+    assert json.loads(meta.read_text())["rows"] == 16  # 8 shots x 2 tasks, each once
+    built = meta.stat().st_mtime_ns
+    fit()  # same teachers and settings: the cache is reused, not rebuilt
+    assert meta.stat().st_mtime_ns == built
