@@ -1,0 +1,135 @@
+"""Markdown tables from a bench results file (the README's "Performance" section is a copy of this).
+
+python -m bench.report bench/results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+WHAT = {  # key: what the ratio compares
+    "p1_train_vs_peft": "PEFT PromptTuning step / our teacher step (input + target tokens of the bench)",
+    "p2_step_over_forward": "our step / our no-grad forward of the same batch",
+    "p3_distill_over_pt": "distillation step (teacher cache) / prompt-tuning step",
+    "p3_online_teacher_over_pt": "distillation step (online teacher) / prompt-tuning step",
+    "p4_mixed_over_single": "tokens/s, batch of 10 tasks / batch of 1 task",
+    "p4_mixed_vs_peft_lora": "tokens/s, ours (10 tasks) / PEFT LoRA `adapter_names` (10 adapters)",
+    "p4_cold_mixed_over_single": "as p4, prefix memo off (every prompt recomputed per batch)",
+    "p4_cold_mixed_vs_peft_lora": "as p4 vs LoRA, prefix memo off",
+    "p5_target_bytes": "bytes of one target adapter, LLaMA-3.1-8B shape (l 100, r 1, bf16)",
+}
+TARGETS = {  # key: (comparison, goal) — goals of the issue, not test assertions
+    "p1_train_vs_peft": (">=", 2.0),
+    "p2_step_over_forward": ("<=", 2.0),
+    "p3_distill_over_pt": ("<=", 1.2),
+    "p4_mixed_over_single": (">=", 0.9),
+    "p4_mixed_vs_peft_lora": (">=", 1.0),
+    "p5_target_bytes": ("<=", 10 * 1024),
+}
+
+
+def met(key: str, value: float) -> bool | None:
+    if key not in TARGETS:
+        return None
+    op, goal = TARGETS[key]
+    return bool(value >= goal if op == ">=" else value <= goal)
+
+
+def _value(key: str, value: float) -> str:
+    return f"{value:,.0f}" if key.startswith("p5") else f"{value:.2f}"
+
+
+def ratios_table(results: dict) -> list[str]:
+    lines = ["| metric | value | target | met | what it compares |", "|---|---:|---|---|---|"]
+    for key, value in results["summary"].items():
+        if isinstance(value, dict):
+            continue
+        goal = TARGETS.get(key)
+        ok = met(key, value)
+        mark = "" if ok is None else ("yes" if ok else "**no**")
+        target = f"{goal[0]} {goal[1]:g}" if goal else ""
+        what = WHAT.get(key, f"as p1, {key.rsplit('_', 1)[-1]} tokens" if key.startswith("p1_") else "")
+        lines.append(f"| `{key}` | {_value(key, value)} | {target} | {mark} | {what} |")
+    return lines
+
+
+def times_table(results: dict) -> list[str]:
+    s = results["settings"]
+    train = results["timings_s"]["training"]
+    short, long = train[str(s["tokens"])], train[str(s["long_tokens"])]
+    distill = results["timings_s"]["distillation"]
+    ms = lambda t: f"{t * 1000:,.0f}"  # noqa: E731
+    lines = ["| step (median, ms) | ours | PEFT |", "|---|---:|---:|"]
+    lines.append(f"| training, {s['tokens']} tokens | {ms(short['ours_step'])} | {ms(short['peft_step'])} |")
+    lines.append(f"| training, {s['long_tokens']} tokens | {ms(long['ours_step'])} | {ms(long['peft_step'])} |")
+    lines.append(f"| no-grad forward, {s['tokens']} tokens | {ms(short['ours_forward'])} | |")
+    lines.append(f"| distillation, teacher cache | {ms(distill['distill_cached_step'])} | |")
+    lines.append(f"| distillation, online teacher | {ms(distill['distill_online_step'])} | |")
+    lines.append("")
+    lines.append(f"| ablation ({s['tokens']} tokens, one switch from the defaults) | step ms | / defaults |")
+    lines.append("|---|---:|---:|")
+    ablations = train["ablations_step_s"]
+    for name, t in ablations.items():
+        lines.append(f"| {name} | {ms(t)} | {t / ablations['defaults']:.2f} |")
+    return lines
+
+
+def other_lines(results: dict) -> list[str]:
+    gen = results["generation"]
+    lines = ["| generation (greedy, tokens/s) | value |", "|---|---:|"]
+    for key, value in gen.items():
+        lines.append(f"| {key.removesuffix('_tokens_per_s')} | {value:,.1f} |")
+    lines.append("")
+    rss = results["memory"]
+    lines.append("| peak RSS of a training step (fresh process) | MB | after load, MB |")
+    lines.append("|---|---:|---:|")
+    for case, r in rss.items():
+        lines.append(f"| {case} | {r['peak_rss_mb']:,.0f} | {r['rss_after_load_mb']:,.0f} |")
+    lines.append("")
+    sizes = results["sizes"]
+    lines.append("| adapter bytes (bf16) | LLaMA-3.1-8B | SmolLM2-135M |")
+    lines.append("|---|---:|---:|")
+    target = sizes["target_adapter"]
+    lines.append(
+        f"| target adapter (U, V; l 100, r 1) tensors / file | {target['llama-3.1-8b']['tensor_bytes']:,}"
+        f" / {target['llama-3.1-8b']['safetensors_bytes']:,} | {target['smollm2-135m']['tensor_bytes']:,}"
+        f" / {target['smollm2-135m']['safetensors_bytes']:,} |"
+    )
+    lora = sizes["lora_r8_qv"]
+    lines.append(f"| LoRA r 8 on q, v | {lora['llama-3.1-8b']['bytes']:,} | {lora['smollm2-135m']['bytes']:,} |")
+    pad = results["padding_fraction"]
+    lines.append("")
+    lines.append(
+        f"Padding fraction of training batches ({pad['source']}): {pad['plain']:.1%} plain, "
+        f"{pad['bucketed']:.1%} with `length_bucketing`."
+    )
+    return lines
+
+
+def machine_line(results: dict) -> str:
+    m = results["machine"]
+    cpu = next((line.split(":", 1)[1].strip() for line in m.get("lscpu", []) if line.startswith("Model name")), "?")
+    load = m.get("load_average")
+    load_text = f", load average at the end {load[0]:.2f}" if load else ""
+    return (
+        f"Machine: {cpu}, {m['cpu_count']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
+        f"transformers {m['transformers']}, peft {m['peft']}{load_text}; run took {results['wall_s'] / 60:.1f} min."
+    )
+
+
+def markdown(results: dict) -> str:
+    parts = [ratios_table(results), times_table(results), other_lines(results), [machine_line(results)]]
+    return "\n\n".join("\n".join(p) for p in parts) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", nargs="?", default="bench/results.json")
+    args = parser.parse_args()
+    print(markdown(json.loads(Path(args.results).read_text())), end="")
+
+
+if __name__ == "__main__":
+    main()
