@@ -57,11 +57,12 @@ def our_step(module, batch: dict) -> Callable[[], None]:
 
 
 def our_forward(module, batch: dict) -> Callable[[], None]:
-    """A no-grad forward of the same batch, done our way (same fast paths as the step)."""
+    """A no-grad forward of the same batch, done our way: the validation-loss forward, same fast paths
+    as the step (loss only, like ``compute_loss``)."""
 
     def forward() -> None:
         with torch.no_grad():
-            module.forward(batch)
+            module.forward(batch, need_logits=False)
 
     return forward
 

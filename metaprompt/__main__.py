@@ -46,7 +46,9 @@ def pipeline_main(argv: list[str]) -> int:
     from metaprompt.pipeline import Pipeline, PipelineConfig
 
     parser = ArgumentParser(prog="metaprompt pipeline", description="teacher -> distill -> target -> test, + baselines")
-    parser.add_argument("-c", "--config", action=ActionConfigFile, help="pipeline YAML (e.g. lightning_configs/demo.yaml)")
+    parser.add_argument(
+        "-c", "--config", action=ActionConfigFile, help="pipeline YAML (e.g. lightning_configs/demo.yaml)"
+    )
     parser.add_class_arguments(PipelineConfig, "pipeline", as_group=False)
     cfg = parser.instantiate_classes(parser.parse_args(argv))
     Pipeline(cfg.pipeline).run()

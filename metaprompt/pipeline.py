@@ -95,8 +95,11 @@ class StepPrinter(L.Callback):
         step = trainer.global_step
         if step % self.every == 0 or step == trainer.max_steps:
             loss = float(outputs["loss"]) if isinstance(outputs, dict) else float(outputs)
-            print(f"[pipeline] {self.name}: step {step}/{trainer.max_steps} loss {loss:.3f} "
-                  f"({time.perf_counter() - self.start:.0f} s)", flush=True)
+            print(
+                f"[pipeline] {self.name}: step {step}/{trainer.max_steps} loss {loss:.3f} "
+                f"({time.perf_counter() - self.start:.0f} s)",
+                flush=True,
+            )
 
 
 class Pipeline:

@@ -26,17 +26,26 @@ class FastPaths:
             by content; ``metaprompt.prompts.prefix_memo``).
         target_only_logits: Apply the LM head only where a target token is predicted (``[N, V]``); off:
             full ``[B, l + T, V]`` logits, then select (the usual HF path, for comparison).
+        fused_loss: Where a stage needs only the loss (not the ``[N, V]`` logits), compute the target
+            cross-entropy in chunks straight from the hidden states through the frozen head, with its
+            gradient formed in the forward (``metaprompt.fastpaths.fused_loss``); off: logits, then
+            ``F.cross_entropy``.
         activation_checkpointing: Recompute each decoder layer's activations in the backward pass instead
             of storing them (less memory, ~1 extra forward of time).
         bf16_autocast: Run the frozen backbone under ``torch.autocast(bfloat16)`` (fp32 weights kept;
             loss in fp32). Helps only on hardware with fast bf16 matmuls (see docs/performance.md).
+        compile: ``torch.compile`` the backbone's RMSNorms and dense MLPs (fused forward and backward
+            kernels; equal to eager up to float rounding). Costs a compilation on the first call and on
+            new shapes, so it pays off for long runs (``metaprompt.fastpaths.compile``).
     """
 
     shared_prefix: bool = True
     reuse_prefix: bool = True
     target_only_logits: bool = True
+    fused_loss: bool = True
     activation_checkpointing: bool = False
     bf16_autocast: bool = False
+    compile: bool = False
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -91,7 +91,7 @@ class PromptModule(L.LightningModule):
 
     def compute_loss(self, batch: dict) -> dict[str, torch.Tensor]:
         """Training loss; default: cross-entropy on target tokens."""
-        out = self.forward(batch)
+        out = self.forward(batch, need_logits=False)
         return {"loss": out.loss}
 
     # ----------------------------------------------------------------- shared machinery
@@ -135,12 +135,16 @@ class PromptModule(L.LightningModule):
         the same number of backbone forwards. Two fast paths make that number depend on each rank's
         data and are switched off then: ``reuse_prefix`` (a memoised prefix skips its forward) and
         ``shared_prefix`` (its greedy decoder stops per rank instead of continuing until every rank is
-        done, as ``generate(synced_gpus=True)`` does). Stages with another layout may override this
-        (see ``metaprompt.scale.fsdp2.parallelize``).
+        done, as ``generate(synced_gpus=True)`` does). ``compile`` and ``fused_loss`` are switched off too:
+        ZeRO-3/FSDP2 all-gather weights in module hooks, which the compiled blocks (untested) and the
+        fused loss (it reads the head's weight directly) would not see. Stages
+        with another layout may override this (see ``metaprompt.scale.fsdp2.parallelize``).
         """
         if params_are_sharded(strategy):
             fast = FastPaths.from_config(getattr(self, "fast_paths", None))
-            self.fast_paths = dataclasses.replace(fast, shared_prefix=False, reuse_prefix=False)
+            self.fast_paths = dataclasses.replace(
+                fast, shared_prefix=False, reuse_prefix=False, compile=False, fused_loss=False
+            )
         if is_fsdp2(strategy):
             parallelize(self, strategy.device_mesh["data_parallel"])
 
@@ -153,7 +157,7 @@ class PromptModule(L.LightningModule):
         base = sum(full_numel(p) for n, p in self.backbone.named_parameters() if not p.requires_grad) or 1
         return {"trainable_params": trainable, "backbone_params": base, "trainable_fraction": trainable / base}
 
-    def forward(self, batch: dict, hidden_layers: tuple[int, ...] = ()) -> ForwardOut:
+    def forward(self, batch: dict, hidden_layers: tuple[int, ...] = (), need_logits: bool = True) -> ForwardOut:
         prompt = self.prompt_for(batch["task_ids"])
         return prompted_forward(
             self.backbone,
@@ -164,6 +168,7 @@ class PromptModule(L.LightningModule):
             hidden_layers,
             task_ids=batch["task_ids"],
             fast=getattr(self, "fast_paths", None),  # stages with FastPaths switches set it; None: defaults
+            need_logits=need_logits,
         )
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -222,7 +227,7 @@ class PromptModule(L.LightningModule):
             self.table = PredictionTable(self.hparams.log_predictions)
 
     def _eval_step(self, batch: dict, prefix: str) -> None:
-        out = self.forward(batch)
+        out = self.forward(batch, need_logits=False)
         self.log(f"{prefix}/loss", out.loss, batch_size=len(batch["task_ids"]), sync_dist=True)
         if not self.hparams.generate_eval or self.evaluator is None:
             return

@@ -19,6 +19,8 @@ import torch.nn.functional as F
 
 from metaprompt.data.collate import IGNORE_INDEX
 from metaprompt.fastpaths.checkpointing import reading_cache, set_activation_checkpointing, writing_cache
+from metaprompt.fastpaths.compile import set_compiled
+from metaprompt.fastpaths.fused_loss import frozen_head_cross_entropy, fusable
 from metaprompt.fastpaths.options import FastPaths
 from metaprompt.prompts.inject import positions_from_mask, prepend_prompt
 from metaprompt.prompts.prefix import (
@@ -37,14 +39,15 @@ class ForwardOut:
     """What a prompted forward returns.
 
     Attributes:
-        target_logits: ``[N, V]`` logits at the N positions that predict a target token.
+        target_logits: ``[N, V]`` logits at the N positions that predict a target token (None when the
+            caller asked for the loss only and the fused loss computed it without them).
         target_labels: ``[N]`` the tokens they predict.
         loss: Mean cross-entropy over the N target tokens (fp32).
         hidden_states: Selected layers' hidden states ``[B, l + T, d]`` (empty unless requested).
         token_mask: ``[B, l + T]`` 1 on real input/target tokens (prompt and padding excluded).
     """
 
-    target_logits: torch.Tensor
+    target_logits: torch.Tensor | None
     target_labels: torch.Tensor
     loss: torch.Tensor
     hidden_states: list[torch.Tensor]
@@ -122,6 +125,7 @@ def prompted_forward(
     hidden_layers: tuple[int, ...] = (),
     task_ids: torch.Tensor | None = None,
     fast: FastPaths | dict | None = None,
+    need_logits: bool = True,
 ) -> ForwardOut:
     """Run the backbone on ``[prompt, input]`` and score the target tokens only.
 
@@ -135,10 +139,12 @@ def prompted_forward(
         task_ids: ``[B]`` task of each row: rows of a task share one prompt prefix (without them, or with
             ``fast.shared_prefix`` off, the prompt is concatenated to every row).
         fast: :class:`FastPaths` switches (default: all exact speed-ups on).
+        need_logits: False when only the loss is used: ``fast.fused_loss`` may then skip the logits.
     """
     fast = FastPaths.from_config(fast)
     decoder, head = decoder_and_head(model)
     set_activation_checkpointing(model, fast.activation_checkpointing)
+    set_compiled(model, fast.compile)
     n_prompt = 0 if prompt is None else prompt.shape[1]
     want_hidden = bool(hidden_layers)
     with _autocast(fast, input_ids.device):
@@ -160,12 +166,16 @@ def prompted_forward(
         # position j predicts token j+1
         next_labels = F.pad(labels, (offset, 0), value=IGNORE_INDEX)[:, 1:]
         select = next_labels != IGNORE_INDEX
-        if fast.target_only_logits:
+        target_labels = next_labels[select]
+        fused = fast.fused_loss and fast.target_only_logits and not need_logits and fusable(head)
+        if fused and target_labels.numel() > 0:
+            logits, loss = None, frozen_head_cross_entropy(last[:, :-1][select], head.weight, target_labels)
+        elif fast.target_only_logits:
             logits = head(last[:, :-1][select])
         else:
             logits = head(last)[:, :-1][select]
-    target_labels = next_labels[select]
-    loss = F.cross_entropy(logits.float(), target_labels)
+    if logits is not None:
+        loss = F.cross_entropy(logits.float(), target_labels)
     token_mask = F.pad(attention_mask, (n_prompt, 0), value=0)
     return ForwardOut(logits, target_labels, loss, hidden_states, token_mask)
 
@@ -234,6 +244,7 @@ def generate(
         Per row, the generated token ids up to (not including) the first end-of-sequence token.
     """
     fast = FastPaths.from_config(fast)
+    set_compiled(model, fast.compile)
     with _autocast(fast, prompt_input_ids.device):
         if uses_shared_prefix(model, prompt, task_ids, fast, prompt_attention_mask):
             rows = _greedy_with_prefix(

@@ -17,8 +17,10 @@ def test_from_config():
         "shared_prefix": True,
         "reuse_prefix": True,
         "target_only_logits": True,
+        "fused_loss": True,
         "activation_checkpointing": False,
         "bf16_autocast": False,
+        "compile": False,
     }
     with pytest.raises(ValueError, match=r"unknown switch\(es\) \['shared_prefx'\]"):
         FastPaths.from_config({"shared_prefx": False})

@@ -210,7 +210,9 @@ def test_naive_left_padding_is_caught(setup):
     prompt = prompts(batch["task_ids"])
     embeds = torch.cat([prompt, model.get_input_embeddings()(batch["input_ids"])], dim=1)
     mask = torch.cat([torch.ones(prompt.shape[:2], dtype=torch.long), batch["attention_mask"]], dim=1)
-    logits = model(inputs_embeds=embeds, attention_mask=mask, position_ids=torch.arange(mask.shape[1]).expand_as(mask)).logits
+    logits = model(
+        inputs_embeds=embeds, attention_mask=mask, position_ids=torch.arange(mask.shape[1]).expand_as(mask)
+    ).logits
     good = run(model, prompts, batch)
     labels = torch.nn.functional.pad(batch["labels"], (PROMPT_LENGTH, 0), value=-100)[:, 1:]
     naive = logits[:, :-1][labels != -100]
