@@ -17,6 +17,7 @@ from peft import LoraConfig, PromptTuningConfig, PromptTuningInit, get_peft_mode
 from bench.common import Settings, rows
 from metaprompt.backbones import load_backbone, load_tokenizer
 from metaprompt.data.collate import CausalLMCollator
+from metaprompt.fastpaths import FastPaths
 from metaprompt.modules import MultitaskDistillation, TeacherPromptTuning
 from metaprompt.modules.forward import generate
 
@@ -44,14 +45,27 @@ def train_batch(s: Settings, tokens: int, n_tasks: int = 1) -> dict:
     return CausalLMCollator(load_tokenizer(s.backbone).pad_token_id)(train_rows(s, tokens, n_tasks))
 
 
-def our_step(module, batch: dict) -> Callable[[], None]:
-    """One training step of a stage module (its ``compute_loss``: CE, or distillation)."""
+def our_step(module, batch: dict, fast: FastPaths | None = None, attention: str | None = None) -> Callable[[], None]:
+    """One training step of a stage module (its ``compute_loss``: CE, or distillation).
+
+    ``fast`` / ``attention`` (an HF attention implementation): used for this step only, the module's
+    own settings are restored after it, so differently switched steps can be timed round-robin.
+    """
     opt = torch.optim.AdamW([p for _, p in module.trainable_parameters()], lr=1e-3)
 
     def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        module.compute_loss(batch)["loss"].backward()
-        opt.step()
+        saved_fast, saved_attention = module.fast_paths, module.backbone.config._attn_implementation
+        module.fast_paths = fast or saved_fast
+        if attention:
+            module.backbone.set_attn_implementation(attention)
+        try:
+            opt.zero_grad(set_to_none=True)
+            module.compute_loss(batch)["loss"].backward()
+            opt.step()
+        finally:
+            module.fast_paths = saved_fast
+            if attention:
+                module.backbone.set_attn_implementation(saved_attention)
 
     return step
 

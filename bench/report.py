@@ -12,8 +12,6 @@ from pathlib import Path
 WHAT = {  # key: what the ratio compares
     "p1_train_vs_peft": "PEFT PromptTuning step / our teacher step (input + target tokens of the bench)",
     "p2_step_over_forward": "our step / our no-grad forward of the same batch",
-    "p1_train_vs_peft_compiled": "as p1, our module with `compile` on (PEFT eager, timed alongside)",
-    "p2_step_over_forward_compiled": "as p2, both with `compile` on",
     "p3_distill_over_pt": "distillation step (teacher cache) / prompt-tuning step",
     "p3_online_teacher_over_pt": "distillation step (online teacher) / prompt-tuning step",
     "p4_mixed_over_single": "tokens/s, batch of 10 tasks / batch of 1 task",
@@ -33,8 +31,7 @@ TARGETS = {  # key: (comparison, goal) — goals of the issue, not test assertio
 
 
 def met(key: str, value: float) -> bool | None:
-    """Whether ``value`` meets the goal of ``key`` (a ``*_compiled`` variant: its base key's goal)."""
-    key = key.removesuffix("_compiled")
+    """Whether ``value`` meets the goal of ``key`` (None: no goal)."""
     if key not in TARGETS:
         return None
     op, goal = TARGETS[key]
@@ -50,7 +47,7 @@ def ratios_table(results: dict) -> list[str]:
     for key, value in results["summary"].items():
         if isinstance(value, dict):
             continue
-        goal = TARGETS.get(key.removesuffix("_compiled"))
+        goal = TARGETS.get(key)
         ok = met(key, value)
         mark = "" if ok is None else ("yes" if ok else "**no**")
         target = f"{goal[0]} {goal[1]:g}" if goal else ""
@@ -69,15 +66,13 @@ def times_table(results: dict) -> list[str]:
     lines.append(f"| training, {s['tokens']} tokens | {ms(short['ours_step'])} | {ms(short['peft_step'])} |")
     lines.append(f"| training, {s['long_tokens']} tokens | {ms(long['ours_step'])} | {ms(long['peft_step'])} |")
     lines.append(f"| no-grad forward, {s['tokens']} tokens | {ms(short['ours_forward'])} | |")
-    if "compiled" in train:
-        c = train["compiled"]
-        lines.append(f"| training, `compile` on | {ms(c['ours_step'])} | {ms(c['peft_step'])} |")
-        lines.append(f"| no-grad forward, `compile` on | {ms(c['ours_forward'])} | |")
-        lines.append(f"| first step + forward with `compile` (compilation) | {ms(c['first_calls_s'])} | |")
     lines.append(f"| distillation, teacher cache | {ms(distill['distill_cached_step'])} | |")
     lines.append(f"| distillation, online teacher | {ms(distill['distill_online_step'])} | |")
     lines.append("")
-    lines.append(f"| ablation ({s['tokens']} tokens, one switch from the defaults) | step ms | / defaults |")
+    lines.append(
+        f"| ablation ({s['tokens']} tokens, one switch from the defaults, timed round-robin with them) "
+        "| step ms | / defaults |"
+    )
     lines.append("|---|---:|---:|")
     ablations = train["ablations_step_s"]
     for name, t in ablations.items():

@@ -26,12 +26,11 @@ from bench.report import TARGETS, markdown, met
 from bench.sizes import lora_bytes, target_adapter_bytes
 from metaprompt.fastpaths import FastPaths
 
-ABLATIONS = {  # each one switch away from the defaults (both off at once is PEFT's path, timed in p1)
+ABLATIONS = {  # one switch away from the defaults (shared prefix and target-only logits off: PEFT's path, p1)
     "no_shared_prefix": {"shared_prefix": False},
     "full_logits": {"target_only_logits": False},
     "no_fused_loss": {"fused_loss": False},
     "activation_checkpointing": {"activation_checkpointing": True},
-    "bf16_autocast": {"bf16_autocast": True},
 }
 
 
@@ -49,46 +48,29 @@ def training(s: Settings, ours) -> dict:
         if tokens == s.tokens:
             fns["ours_forward"] = cases.our_forward(ours, batch)
         out[str(tokens)] = interleaved_medians(fns, s.warmup, repeats)
-    batch = cases.train_batch(s, s.tokens)
-    out["compiled"] = compiled(s, ours, peft, batch)
     del peft
-    ablations = {"defaults": out[str(s.tokens)]["ours_step"]}
-    for name, switches in ABLATIONS.items():
-        ours.fast_paths = FastPaths(**switches)
-        warmup, repeats = s.warmup, s.long_repeats
-        if name == "bf16_autocast" and not bf16_hardware():
-            warmup, repeats = 0, 1  # emulated bf16 GEMMs: ~30x slower, one step shows it (and saves ~10 min)
-        ablations[name] = interleaved_medians({name: cases.our_step(ours, batch)}, warmup, repeats)[name]
-    ours.fast_paths = FastPaths()
-    attention = ours.backbone.config._attn_implementation
-    ours.backbone.set_attn_implementation("eager")
-    ablations["eager_attention"] = interleaved_medians({"e": cases.our_step(ours, batch)}, s.warmup, s.long_repeats)[
-        "e"
-    ]
-    ours.backbone.set_attn_implementation(attention)
-    out["ablations_step_s"] = ablations
+    out["ablations_step_s"] = ablations(s, ours, cases.train_batch(s, s.tokens))
     return out
 
 
-def compiled(s: Settings, ours, peft, batch: dict) -> dict:
-    """p1/p2 again with ``compile`` on for our module (PEFT stays eager: its step is timed alongside)."""
-    ours.fast_paths = FastPaths(compile=True)
-    step, forward = cases.our_step(ours, batch), cases.our_forward(ours, batch)
-    start = time.perf_counter()
-    step()
-    forward()  # no-grad: a graph of its own
-    first = time.perf_counter() - start
-    fns = {"ours_step": step, "ours_forward": forward, "peft_step": cases.peft_step(peft, batch)}
-    out = interleaved_medians(fns, s.warmup, s.repeats)
-    ours.fast_paths = FastPaths()
-    return {**out, "first_calls_s": first}
+def ablations(s: Settings, ours, batch: dict) -> dict:
+    """Our step with one switch flipped, each timed round-robin with the defaults (one ratio per switch)."""
+    fns = {"defaults": cases.our_step(ours, batch, FastPaths())}
+    fns.update({name: cases.our_step(ours, batch, FastPaths(**switches)) for name, switches in ABLATIONS.items()})
+    fns["eager_attention"] = cases.our_step(ours, batch, attention="eager")
+    out = interleaved_medians(fns, s.warmup, s.long_repeats)
+    # emulated bf16 GEMMs (no avx512_bf16/amx here) are ~30x slower: one step shows it and saves ~10 min
+    bf16_repeats = s.long_repeats if bf16_hardware() else 1
+    bf16 = cases.our_step(ours, batch, FastPaths(bf16_autocast=True))
+    out["bf16_autocast"] = interleaved_medians({"bf16": bf16}, 0 if bf16_repeats == 1 else s.warmup, bf16_repeats)[
+        "bf16"
+    ]
+    return out
 
 
 def bf16_hardware() -> bool:
     """Whether this CPU has bf16 matmul instructions (without them oneDNN emulates bf16 GEMMs)."""
-    if torch.cuda.is_available():
-        return True
-    return bool(machine().get("bf16_instructions"))
+    return torch.cuda.is_available() or bool(machine().get("bf16_instructions"))
 
 
 def distillation(s: Settings, teacher) -> dict:
@@ -143,8 +125,6 @@ def summarize(s: Settings, train: dict, distill: dict, gen: dict, sizes: dict, r
         "p1_train_vs_peft": short["peft_step"] / short["ours_step"],
         f"p1_train_vs_peft_{s.long_tokens}": long["peft_step"] / long["ours_step"],
         "p2_step_over_forward": short["ours_step"] / short["ours_forward"],
-        "p1_train_vs_peft_compiled": train["compiled"]["peft_step"] / train["compiled"]["ours_step"],
-        "p2_step_over_forward_compiled": train["compiled"]["ours_step"] / train["compiled"]["ours_forward"],
         "p3_distill_over_pt": distill["distill_cached_step"] / distill["pt_step"],
         "p3_online_teacher_over_pt": distill["distill_online_step"] / distill["pt_step"],
         "p4_mixed_over_single": gen["ours_mixed_tokens_per_s"] / gen["ours_single_tokens_per_s"],

@@ -34,9 +34,6 @@ class FastPaths:
             of storing them (less memory, ~1 extra forward of time).
         bf16_autocast: Run the frozen backbone under ``torch.autocast(bfloat16)`` (fp32 weights kept;
             loss in fp32). Helps only on hardware with fast bf16 matmuls (see docs/performance.md).
-        compile: ``torch.compile`` the backbone's RMSNorms and dense MLPs (fused forward and backward
-            kernels; equal to eager up to float rounding). Costs a compilation on the first call and on
-            new shapes, so it pays off for long runs (``metaprompt.fastpaths.compile``).
     """
 
     shared_prefix: bool = True
@@ -45,7 +42,6 @@ class FastPaths:
     fused_loss: bool = True
     activation_checkpointing: bool = False
     bf16_autocast: bool = False
-    compile: bool = False
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -135,16 +135,13 @@ class PromptModule(L.LightningModule):
         the same number of backbone forwards. Two fast paths make that number depend on each rank's
         data and are switched off then: ``reuse_prefix`` (a memoised prefix skips its forward) and
         ``shared_prefix`` (its greedy decoder stops per rank instead of continuing until every rank is
-        done, as ``generate(synced_gpus=True)`` does). ``compile`` and ``fused_loss`` are switched off too:
-        ZeRO-3/FSDP2 all-gather weights in module hooks, which the compiled blocks (untested) and the
-        fused loss (it reads the head's weight directly) would not see. Stages
+        done, as ``generate(synced_gpus=True)`` does). ``fused_loss`` is switched off too: ZeRO-3/FSDP2
+        all-gather weights in module hooks, and the fused loss reads the head's weight directly. Stages
         with another layout may override this (see ``metaprompt.scale.fsdp2.parallelize``).
         """
         if params_are_sharded(strategy):
             fast = FastPaths.from_config(getattr(self, "fast_paths", None))
-            self.fast_paths = dataclasses.replace(
-                fast, shared_prefix=False, reuse_prefix=False, compile=False, fused_loss=False
-            )
+            self.fast_paths = dataclasses.replace(fast, shared_prefix=False, reuse_prefix=False, fused_loss=False)
         if is_fsdp2(strategy):
             parallelize(self, strategy.device_mesh["data_parallel"])
 

@@ -19,7 +19,6 @@ import torch.nn.functional as F
 
 from metaprompt.data.collate import IGNORE_INDEX
 from metaprompt.fastpaths.checkpointing import reading_cache, set_activation_checkpointing, writing_cache
-from metaprompt.fastpaths.compile import set_compiled
 from metaprompt.fastpaths.fused_loss import frozen_head_cross_entropy, fusable
 from metaprompt.fastpaths.options import FastPaths
 from metaprompt.prompts.inject import positions_from_mask, prepend_prompt
@@ -144,7 +143,6 @@ def prompted_forward(
     fast = FastPaths.from_config(fast)
     decoder, head = decoder_and_head(model)
     set_activation_checkpointing(model, fast.activation_checkpointing)
-    set_compiled(model, fast.compile)
     n_prompt = 0 if prompt is None else prompt.shape[1]
     want_hidden = bool(hidden_layers)
     with _autocast(fast, input_ids.device):
@@ -244,7 +242,6 @@ def generate(
         Per row, the generated token ids up to (not including) the first end-of-sequence token.
     """
     fast = FastPaths.from_config(fast)
-    set_compiled(model, fast.compile)
     with _autocast(fast, prompt_input_ids.device):
         if uses_shared_prefix(model, prompt, task_ids, fast, prompt_attention_mask):
             rows = _greedy_with_prefix(

@@ -20,7 +20,6 @@ def test_from_config():
         "fused_loss": True,
         "activation_checkpointing": False,
         "bf16_autocast": False,
-        "compile": False,
     }
     with pytest.raises(ValueError, match=r"unknown switch\(es\) \['shared_prefx'\]"):
         FastPaths.from_config({"shared_prefx": False})
