@@ -38,7 +38,7 @@ test-dist: install
 	$(PY) -m pytest -q -ra -m distributed --timeout=900 tests/distributed
 
 # Our prompt-method steps vs PEFT on the embedded SmolLM2 (fp32, CPU): bench/results.json + a table
-# (~15 min on 2 idle cores; docs/performance.md). bench-smoke: the same code on the tiny backbone.
+# (~25 min on 2 idle cores; docs/performance.md). bench-smoke: the same code on the tiny backbone.
 bench: install
 	$(PY) -m bench.run --out bench/results.json
 

@@ -1,6 +1,6 @@
 """The benchmark: our prompt-method steps vs PEFT on the same backbone and batch, in one process.
 
-    python -m bench.run                 # SmolLM2-135M, fp32, CPU (``make bench``; ~15 min on 2 cores)
+    python -m bench.run                 # SmolLM2-135M, fp32, CPU (``make bench``; ~25 min on 2 idle cores)
     python -m bench.run --smoke         # tiny backbone, seconds (``make bench-smoke``, and a test)
 
 Writes ``--out`` (default ``bench/results.json``) and prints a table of the ratios against their targets.

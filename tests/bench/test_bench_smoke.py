@@ -47,3 +47,14 @@ def test_bench_smoke_writes_all_results(tmp_path):
     assert results["padding_fraction"]["bucketed"] < results["padding_fraction"]["plain"]
     assert set(results["targets"]) == set(KEYS[:6])
     assert "p1_train_vs_peft" in run.stdout  # the printed table
+    assert set(results["timings_s"]["training"]["ablations_step_s"]) == {
+        "defaults",
+        "no_shared_prefix",
+        "full_logits",
+        "no_fused_loss",
+        "activation_checkpointing",
+        "eager_attention",
+        "bf16_autocast",
+    }
+    report = (tmp_path / "results.md").read_text()  # the markdown the README's Performance section copies
+    assert "| `p2_step_over_forward` |" in report and "| no_fused_loss |" in report and "Machine:" in report
