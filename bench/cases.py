@@ -104,7 +104,8 @@ def peft_step(model: torch.nn.Module, batch: dict) -> Callable[[], None]:
 
 def distillation(s: Settings, teacher: TeacherPromptTuning, cache_rows: list[dict] | None) -> MultitaskDistillation:
     """Our distillation from ``teacher``'s prompts; with ``cache_rows``, the teacher cache built over them."""
-    folder = Path(tempfile.mkdtemp(prefix="metaprompt-bench-"))
+    scratch = tempfile.TemporaryDirectory(prefix="metaprompt-bench-")  # removed with the module (or at exit)
+    folder = Path(scratch.name)
     teacher.export_adapter(str(folder / "teacher"))
     module = MultitaskDistillation(
         teacher_adapter=str(folder / "teacher"),
@@ -116,6 +117,7 @@ def distillation(s: Settings, teacher: TeacherPromptTuning, cache_rows: list[dic
     module.configure_model()
     if cache_rows is not None:
         module.teacher_cache = module.build_teacher_cache(folder / "teacher_cache", cache_rows)
+    module._bench_scratch = scratch
     return module.train()
 
 
