@@ -42,8 +42,13 @@ def _value(key: str, value: float) -> str:
     return f"{value:,.0f}" if key.startswith("p5") else f"{value:.2f}"
 
 
-def ratios_table(results: dict) -> list[str]:
-    lines = ["| metric | value | target | met | what it compares |", "|---|---:|---|---|---|"]
+def _table(head: str, align: str, rows: list[str]) -> str:
+    """A markdown table: the ``head`` row, the ``align`` separator row (e.g. ``"|---|---:|"``), ``rows``."""
+    return "\n".join([head, align, *rows])
+
+
+def ratios_table(results: dict) -> str:
+    rows = []
     for key, value in results["summary"].items():
         if isinstance(value, dict):
             continue
@@ -52,64 +57,62 @@ def ratios_table(results: dict) -> list[str]:
         mark = "" if ok is None else ("yes" if ok else "**no**")
         target = f"{goal[0]} {goal[1]:g}" if goal else ""
         what = WHAT.get(key, f"as p1, {key.rsplit('_', 1)[-1]} tokens" if key.startswith("p1_") else "")
-        lines.append(f"| `{key}` | {_value(key, value)} | {target} | {mark} | {what} |")
-    return lines
+        rows.append(f"| `{key}` | {_value(key, value)} | {target} | {mark} | {what} |")
+    return _table("| metric | value | target | met | what it compares |", "|---|---:|---|---|---|", rows)
 
 
-def times_table(results: dict) -> list[str]:
+def times_tables(results: dict) -> list[str]:
     s = results["settings"]
     train = results["timings_s"]["training"]
     short, long = train[str(s["tokens"])], train[str(s["long_tokens"])]
     distill = results["timings_s"]["distillation"]
-    ms = lambda t: f"{t * 1000:,.0f}"  # noqa: E731
-    lines = ["| step (median, ms) | ours | PEFT |", "|---|---:|---:|"]
-    lines.append(f"| training, {s['tokens']} tokens | {ms(short['ours_step'])} | {ms(short['peft_step'])} |")
-    lines.append(f"| training, {s['long_tokens']} tokens | {ms(long['ours_step'])} | {ms(long['peft_step'])} |")
-    lines.append(f"| no-grad forward, {s['tokens']} tokens | {ms(short['ours_forward'])} | |")
-    lines.append(f"| distillation, teacher cache | {ms(distill['distill_cached_step'])} | |")
-    lines.append(f"| distillation, online teacher | {ms(distill['distill_online_step'])} | |")
-    lines.append("")
-    lines.append(
-        f"| ablation ({s['tokens']} tokens, one switch from the defaults, timed round-robin with them) "
-        "| step ms | / defaults |"
-    )
-    lines.append("|---|---:|---:|")
     ablations = train["ablations_step_s"]
-    for name, t in ablations.items():
-        lines.append(f"| {name} | {ms(t)} | {t / ablations['defaults']:.2f} |")
-    return lines
+    ms = lambda t: f"{t * 1000:,.0f}"  # noqa: E731
+    steps = [
+        f"| training, {s['tokens']} tokens | {ms(short['ours_step'])} | {ms(short['peft_step'])} |",
+        f"| training, {s['long_tokens']} tokens | {ms(long['ours_step'])} | {ms(long['peft_step'])} |",
+        f"| no-grad forward, {s['tokens']} tokens | {ms(short['ours_forward'])} | |",
+        f"| distillation, teacher cache | {ms(distill['distill_cached_step'])} | |",
+        f"| distillation, online teacher | {ms(distill['distill_online_step'])} | |",
+    ]
+    return [
+        _table("| step (median, ms) | ours | PEFT |", "|---|---:|---:|", steps),
+        _table(
+            f"| ablation ({s['tokens']} tokens, one switch from the defaults, timed round-robin with them) "
+            "| step ms | / defaults |",
+            "|---|---:|---:|",
+            [f"| {name} | {ms(t)} | {t / ablations['defaults']:.2f} |" for name, t in ablations.items()],
+        ),
+    ]
 
 
-def other_lines(results: dict) -> list[str]:
-    gen = results["generation"]
-    lines = ["| generation (greedy, tokens/s) | value |", "|---|---:|"]
-    for key, value in gen.items():
-        lines.append(f"| {key.removesuffix('_tokens_per_s')} | {value:,.1f} |")
-    lines.append("")
-    rss = results["memory"]
-    lines.append("| peak RSS of a training step (fresh process) | MB | after load, MB |")
-    lines.append("|---|---:|---:|")
-    for case, r in rss.items():
-        lines.append(f"| {case} | {r['peak_rss_mb']:,.0f} | {r['rss_after_load_mb']:,.0f} |")
-    lines.append("")
-    sizes = results["sizes"]
-    lines.append("| adapter bytes (bf16) | LLaMA-3.1-8B | SmolLM2-135M |")
-    lines.append("|---|---:|---:|")
-    target = sizes["target_adapter"]
-    lines.append(
-        f"| target adapter (U, V; l 100, r 1) tensors / file | {target['llama-3.1-8b']['tensor_bytes']:,}"
-        f" / {target['llama-3.1-8b']['safetensors_bytes']:,} | {target['smollm2-135m']['tensor_bytes']:,}"
-        f" / {target['smollm2-135m']['safetensors_bytes']:,} |"
-    )
+def other_tables(results: dict) -> list[str]:
+    gen, rss, sizes, pad = results["generation"], results["memory"], results["sizes"], results["padding_fraction"]
+    llama, smol = sizes["target_adapter"]["llama-3.1-8b"], sizes["target_adapter"]["smollm2-135m"]
     lora = sizes["lora_r8_qv"]
-    lines.append(f"| LoRA r 8 on q, v | {lora['llama-3.1-8b']['bytes']:,} | {lora['smollm2-135m']['bytes']:,} |")
-    pad = results["padding_fraction"]
-    lines.append("")
-    lines.append(
+    return [
+        _table(
+            "| generation (greedy, tokens/s) | value |",
+            "|---|---:|",
+            [f"| {key.removesuffix('_tokens_per_s')} | {value:,.1f} |" for key, value in gen.items()],
+        ),
+        _table(
+            "| peak RSS of a training step (fresh process) | MB | after load, MB |",
+            "|---|---:|---:|",
+            [f"| {case} | {r['peak_rss_mb']:,.0f} | {r['rss_after_load_mb']:,.0f} |" for case, r in rss.items()],
+        ),
+        _table(
+            "| adapter bytes (bf16) | LLaMA-3.1-8B | SmolLM2-135M |",
+            "|---|---:|---:|",
+            [
+                f"| target adapter (U, V; l 100, r 1) tensors / file | {llama['tensor_bytes']:,}"
+                f" / {llama['safetensors_bytes']:,} | {smol['tensor_bytes']:,} / {smol['safetensors_bytes']:,} |",
+                f"| LoRA r 8 on q, v | {lora['llama-3.1-8b']['bytes']:,} | {lora['smollm2-135m']['bytes']:,} |",
+            ],
+        ),
         f"Padding fraction of training batches ({pad['source']}): {pad['plain']:.1%} plain, "
-        f"{pad['bucketed']:.1%} with `length_bucketing`."
-    )
-    return lines
+        f"{pad['bucketed']:.1%} with `length_bucketing`.",
+    ]
 
 
 def machine_line(results: dict) -> str:
@@ -124,8 +127,8 @@ def machine_line(results: dict) -> str:
 
 
 def markdown(results: dict) -> str:
-    parts = [ratios_table(results), times_table(results), other_lines(results), [machine_line(results)]]
-    return "\n\n".join("\n".join(p) for p in parts) + "\n"
+    blocks = [ratios_table(results), *times_tables(results), *other_tables(results), machine_line(results)]
+    return "\n\n".join(blocks) + "\n"
 
 
 def main() -> None:

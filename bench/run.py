@@ -3,7 +3,7 @@
     python -m bench.run                 # SmolLM2-135M, fp32, CPU (``make bench``; ~25 min on 2 idle cores)
     python -m bench.run --smoke         # tiny backbone, seconds (``make bench-smoke``, and a test)
 
-Writes ``--out`` (default ``bench/results.json``) and prints a table of the ratios against their targets.
+Writes ``--out`` (default ``bench/results.json``) and, next to it, the markdown tables of ``bench.report`` (printed too).
 Timings are medians after warm-up, measured round-robin between the compared paths.
 """
 
@@ -60,12 +60,9 @@ def ablations(s: Settings, ours, batch: dict) -> dict:
     fns["eager_attention"] = cases.our_step(ours, batch, attention="eager")
     out = interleaved_medians(fns, s.warmup, s.long_repeats)
     # emulated bf16 GEMMs (no avx512_bf16/amx here) are ~30x slower: one step shows it and saves ~10 min
-    bf16_repeats = s.long_repeats if bf16_hardware() else 1
-    bf16 = cases.our_step(ours, batch, FastPaths(bf16_autocast=True))
-    out["bf16_autocast"] = interleaved_medians({"bf16": bf16}, 0 if bf16_repeats == 1 else s.warmup, bf16_repeats)[
-        "bf16"
-    ]
-    return out
+    warmup, repeats = (s.warmup, s.long_repeats) if bf16_hardware() else (0, 1)
+    bf16 = {"bf16_autocast": cases.our_step(ours, batch, FastPaths(bf16_autocast=True))}
+    return {**out, **interleaved_medians(bf16, warmup, repeats)}
 
 
 def bf16_hardware() -> bool:
@@ -136,20 +133,6 @@ def summarize(s: Settings, train: dict, distill: dict, gen: dict, sizes: dict, r
     }
 
 
-def table(results: dict) -> str:
-    lines = [f"{'metric':<28}{'value':>14}  target     met"]
-    for key, value in results["summary"].items():
-        if isinstance(value, dict):
-            value = ", ".join(f"{k} {v:.0f}" for k, v in value.items())
-            lines.append(f"{key:<28}{value:>14}")
-            continue
-        goal = TARGETS.get(key)
-        met = results["targets"].get(key)
-        text = f"{value:,.0f}" if key.startswith("p5") else f"{value:.2f}"
-        lines.append(f"{key:<28}{text:>14}  {goal[0] + ' ' + str(goal[1]) if goal else '':<9}  {met if goal else ''}")
-    return "\n".join(lines)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny backbone, small sizes (seconds)")
@@ -198,8 +181,7 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(results, indent=2, default=str))
     report = Path(args.out).with_suffix(".md")  # the tables the README's "Performance" section copies
     report.write_text(markdown(results))
-    print(table(results))
-    print(f"padding fraction: {results['padding_fraction']}")
+    print(report.read_text(), end="")
     print(f"wrote {args.out} and {report} in {results['wall_s']:.0f} s")
 
 
