@@ -2,11 +2,16 @@
 
 metaprompt data stats [--root DIR] [--backbone NAME] [--max-length N]
 metaprompt fit|validate|test|predict -c lightning_configs/<stage>.yaml   (LightningCLI)
+metaprompt pipeline -c lightning_configs/demo.yaml                       (the chain + baselines)
+metaprompt sweep|ladder -c lightning_configs/ladder.yaml                 (learning rates; the sanity ladder)
+
+Exit status of ``ladder``: 0 complete, 3 stopped by --pipeline.max_minutes (rerun to continue).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -55,6 +60,31 @@ def pipeline_main(argv: list[str]) -> int:
     return 0
 
 
+def parse_ladder_config(argv: list[str], prog: str = "metaprompt ladder"):
+    """``-c lightning_configs/ladder.yaml [--pipeline.<field> value ...]`` -> a ``LadderConfig``."""
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    from metaprompt.ladder import LadderConfig
+
+    parser = ArgumentParser(prog=prog, description="the sanity ladder (lightning_configs/ladder.yaml)")
+    parser.add_argument("-c", "--config", action=ActionConfigFile, help="ladder YAML")
+    parser.add_class_arguments(LadderConfig, "pipeline", as_group=False)
+    ns = parser.instantiate_classes(parser.parse_args(argv)).pipeline
+    return LadderConfig(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(LadderConfig)})
+
+
+def ladder_main(argv: list[str], sweep: bool = False) -> int:
+    from metaprompt.ladder import Ladder
+
+    config = parse_ladder_config(argv, f"metaprompt {'sweep' if sweep else 'ladder'}")
+    if sweep:
+        from metaprompt.sweep import Sweep
+
+        Sweep(config).run()
+        return 0
+    return 0 if Ladder(config).run()["complete"] else 3
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _offline_defaults()
@@ -62,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         return data_main(argv[1:])
     if argv[:1] == ["pipeline"]:
         return pipeline_main(argv[1:])
+    if argv[:1] in (["ladder"], ["sweep"]):
+        return ladder_main(argv[1:], sweep=argv[0] == "sweep")
     if argv[:1] == ["demo"]:  # the pipeline on the embedded backbone and a small real-task subset
         from pathlib import Path
 

@@ -11,6 +11,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from metaprompt.data import MultitaskDataModule
 from metaprompt.modules import PromptModule
+from metaprompt.scale import release_process_group
 
 
 class MetapromptCLI(LightningCLI):
@@ -20,7 +21,7 @@ class MetapromptCLI(LightningCLI):
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> MetapromptCLI:
-    return MetapromptCLI(
+    cli = MetapromptCLI(
         PromptModule,
         MultitaskDataModule,
         subclass_mode_model=True,
@@ -29,3 +30,6 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> MetapromptCLI:
         save_config_kwargs={"overwrite": True},
         seed_everything_default=0,
     )
+    if run:  # a multi-process run (DDP/FSDP2 over gloo, DeepSpeed) would otherwise be able to abort at exit
+        release_process_group()
+    return cli

@@ -71,8 +71,8 @@ class PipelineConfig:
     output_dir: str = "runs/pipeline"
     backbone: str = "smollm2-135m"
     prompt_length: int = 100
-    sources: str = "clinical21"
-    targets: str = "targets10"
+    sources: str | list[str] = "clinical21"
+    targets: str | list[str] = "targets10"
     data: dict[str, Any] = field(default_factory=dict)
     teacher: Stage = field(default_factory=lambda: Stage(2000))
     distill: Stage = field(default_factory=lambda: Stage(4000))
@@ -115,20 +115,41 @@ class Pipeline:
     def _key(self, *parts: Any) -> str:
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
+    def module_kwargs(self, task_names: list[str], folder: Path, module_kw: dict, stage: Stage) -> dict:
+        """Keyword arguments of a stage's module: the pipeline-wide settings, then the stage's own."""
+        common = dict(backbone=self.config.backbone, task_names=task_names, output_dir=str(folder))
+        if self.config.max_new_tokens:
+            common["max_new_tokens"] = dict(self.config.max_new_tokens)
+        return {**common, **module_kw, **stage.model}
+
     def _run(
-        self, name: str, key: str, module_cls: type, module_kw: dict, tasks: str, stage: Stage, folder: Path, test: bool
+        self,
+        name: str,
+        key: str,
+        module_cls: type,
+        module_kw: dict,
+        tasks: str,
+        stage: Stage,
+        folder: Path,
+        test: bool,
+        seed: int = 0,
+        data_cls: type = MultitaskDataModule,
     ) -> dict:
-        """Fit (if ``stage.max_steps``) and optionally test one module; skipped if its record matches."""
+        """Fit (if ``stage.max_steps``) and optionally test one module; skipped if its record matches.
+
+        ``seed`` seeds the module (prompt/LoRA init), the data (k-shot sample, task sampler) and
+        Lightning; the test sample does not depend on it. ``data_cls`` lets a caller test on another
+        split (the ladder scores sources on validation).
+        """
         record = self.out / "done" / f"{name.replace('/', '__')}.json"
         if record.is_file() and json.loads(record.read_text()).get("key") == key:
             print(f"[pipeline] {name}: up to date, skipped", flush=True)
             return json.loads(record.read_text())["result"]
         cfg = self.config
         start = time.perf_counter()
-        data = MultitaskDataModule(tasks=tasks, backbone=cfg.backbone, **{**cfg.data, **stage.data})
-        model = module_cls(
-            backbone=cfg.backbone, task_names=data.task_names, output_dir=str(folder), **module_kw, **stage.model
-        )
+        L.seed_everything(seed, verbose=False)
+        data = data_cls(tasks=tasks, backbone=cfg.backbone, **{**cfg.data, **stage.data, "seed": seed})
+        model = module_cls(**{**self.module_kwargs(data.task_names, folder, module_kw, stage), "seed": seed})
         trainer = L.Trainer(
             max_steps=max(stage.max_steps, 1),
             accelerator=cfg.accelerator,
@@ -136,10 +157,12 @@ class Pipeline:
             precision=cfg.precision,
             logger=CSVLogger(str(folder), name="logs"),
             enable_checkpointing=False,
+            enable_progress_bar=False,
             limit_val_batches=0,
             num_sanity_val_steps=0,
             default_root_dir=str(folder),
             enable_model_summary=False,
+            callbacks=[StepPrinter(name)],
         )
         result: dict[str, Any] = {}
         if stage.max_steps > 0:

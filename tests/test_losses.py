@@ -95,15 +95,55 @@ def test_topk_kl_with_full_vocab_equals_target_token_kl(logits, temperature):
     torch.testing.assert_close(got, target_token_kl(student, teacher, temperature), rtol=1e-5, atol=1e-6)
 
 
-def test_topk_kl_truncated_teacher_matches_renormalised_reference(logits):
+def test_topk_kl_truncated_teacher_matches_k_plus_1_reference(logits):
     student, teacher = logits
     logprobs, indices = torch.log_softmax(teacher, -1).topk(3, dim=-1)
     got = topk_kl(student, logprobs, indices)
-    q = torch.softmax(logprobs.double(), -1)
-    log_p = torch.log_softmax(student.double(), -1).gather(-1, indices)
-    expected = (q * (q.log() - log_p)).sum(-1).mean()
-    torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-6)
-    assert got.item() >= 0
+    q = logprobs.double().exp()
+    q = torch.cat([q, 1 - q.sum(-1, keepdim=True)], -1)
+    log_p_all = torch.log_softmax(student.double(), -1)
+    p_top = log_p_all.gather(-1, indices).exp()
+    p = torch.cat([p_top, 1 - p_top.sum(-1, keepdim=True)], -1)
+    expected = (q * (q.log() - p.log())).sum(-1).mean()
+    torch.testing.assert_close(got.double(), expected, rtol=1e-4, atol=1e-6)
+    # a lower bound of the full KL (merging outcomes never increases a divergence)
+    assert 0 <= got.item() <= target_token_kl(student, teacher).item() + 1e-6
+
+
+@pytest.mark.parametrize("k", [1, 3, 8, 11])
+def test_topk_kl_is_zero_with_zero_gradient_when_student_equals_teacher(logits, k):
+    _, teacher = logits
+    for temperature in (1.0, 2.0):
+        logprobs, indices = torch.log_softmax(teacher / temperature, -1).topk(k, dim=-1)
+        student = teacher.clone().requires_grad_(True)
+        loss = topk_kl(student, logprobs, indices, temperature)
+        loss.backward()
+        assert abs(loss.item()) < 1e-6
+        assert student.grad.abs().max().item() < 1e-6
+
+
+def test_topk_kl_does_not_reward_over_sharpening(logits):
+    """The former renormalised form preferred a student with all its mass on the teacher's top k."""
+    _, teacher = logits
+    logprobs, indices = torch.log_softmax(teacher, -1).topk(2, dim=-1)
+    sharpened = teacher.scatter_add(-1, indices, torch.full(indices.shape, 20.0))
+    assert topk_kl(sharpened, logprobs, indices) > topk_kl(teacher, logprobs, indices) + 1e-3
+
+
+def test_kl_weights_replace_the_mean(logits):
+    student, teacher = logits
+    n = student.shape[0]
+    uniform = torch.full((n,), 1.0 / n)
+    torch.testing.assert_close(target_token_kl(student, teacher, 2.0, uniform), target_token_kl(student, teacher, 2.0))
+    first = torch.zeros(n)
+    first[0] = 1.0
+    torch.testing.assert_close(target_token_kl(student, teacher, 1.0, first), target_token_kl(student[:1], teacher[:1]))
+    logprobs, indices = torch.log_softmax(teacher, -1).topk(3, dim=-1)
+    torch.testing.assert_close(
+        topk_kl(student, logprobs, indices, 1.0, first), topk_kl(student[:1], logprobs[:1], indices[:1])
+    )
+    with pytest.raises(ValueError, match="weights"):
+        target_token_kl(student, teacher, 1.0, first[:-1])
 
 
 def test_topk_kl_gradient_and_validation(logits):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import datasets
@@ -23,10 +24,14 @@ from metaprompt.data.collate import CausalLMCollator
 from metaprompt.data.encoding import PromptEncoder
 from metaprompt.data.sampling import TemperatureSampler
 from metaprompt.data.subsample import k_shot
+from metaprompt.evaluation.evaluator import label_like
 from metaprompt.tasks.records import Record
 from metaprompt.tasks.taskset import TaskSpec, resolve_tasks
 from metaprompt.tasks.verbalizers import get_verbalizer, label_set
 
+PROTOCOL_EVAL_CAPS: dict[str, int] = {"ranked": 200, "generated": 100}
+"""Evaluation caps of the protocol (``max_eval_per_task=PROTOCOL_EVAL_CAPS``): at n = 200 an accuracy
+near 0.5 has a standard error of ~3.5 points; generated tasks (decoding, ROUGE/F1) cost more per row."""
 ENCODING_VERSION = "1"  # bump when verbalizers/encoding change, to invalidate the token cache
 FEATURES = datasets.Features(
     {
@@ -45,7 +50,7 @@ class MultitaskDataModule(L.LightningDataModule):
 
     Args:
         tasks: Task-set name (``lightning_configs/tasks/<name>.yaml``), a YAML path, comma-separated
-            manifest ids, or a list of ids / task declarations.
+            manifest ids, or a list of ids / task declarations. Required: there is no default set.
         root: Data root with MANIFEST.yaml (default: ``$METAPROMPT_DATA`` or ``../shared/data``).
         backbone: Backbone whose tokenizer and chat template encode the text.
         max_length: Prompt + target token budget (the target is never truncated; see encoding.py).
@@ -55,9 +60,17 @@ class MultitaskDataModule(L.LightningDataModule):
         temperature: Task sampling temperature T, p_i ∝ n_i^(1/T).
         samples_per_epoch: Training rows per epoch (default: all training rows once).
         k_shot: Training examples per task: an int (0 = zero-shot, no training rows) or ``"all"``.
-        max_eval_per_task: Cap validation/test rows per task (seeded sample; ``None`` keeps all).
+        max_eval_per_task: Cap on validation/test rows per task, drawn with ``eval_seed`` (all rows
+            when fewer). ``None`` keeps all; an int caps every task; a mapping caps by scoring kind,
+            ``{"ranked": 200, "generated": 100}`` (:data:`PROTOCOL_EVAL_CAPS`), where a task is
+            ``ranked`` when every record of the split is label-like (NLI, yes/no/maybe and
+            multiple-choice QA: what ``PromptModule(label_scoring="ranked")`` ranks) and
+            ``generated`` otherwise (NER, RE, free-text QA, summarization, mixed QA). Task names may
+            be keys too and win over the kind; a missing key (or ``None`` value) keeps all rows.
+        eval_seed: Seed of the validation/test sample, separate from ``seed`` so that every training
+            seed is tested on the same examples.
         drop_over_length: Drop (and count) rows longer than ``max_length`` after truncation.
-        seed: Seed for sampling and subsampling.
+        seed: Seed for training sampling and the k-shot subsample.
         cache_dir: Token cache (default ``$METAPROMPT_CACHE/tokens``).
         num_workers: DataLoader workers.
         length_bucketing: Batch training rows of similar length together (pools of 50 batches sorted by
@@ -66,7 +79,7 @@ class MultitaskDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        tasks: str | list = "demo",
+        tasks: str | list,
         root: str | None = None,
         backbone: str = "smollm2-135m",
         max_length: int = 1024,
@@ -76,9 +89,10 @@ class MultitaskDataModule(L.LightningDataModule):
         temperature: float = 2.0,
         samples_per_epoch: int | None = None,
         k_shot: int | str | None = "all",
-        max_eval_per_task: int | None = None,
+        max_eval_per_task: int | dict[str, int | None] | None = None,
         drop_over_length: bool = False,
         seed: int = 0,
+        eval_seed: int = 0,
         cache_dir: str | None = None,
         num_workers: int = 0,
         length_bucketing: bool = False,
@@ -89,7 +103,14 @@ class MultitaskDataModule(L.LightningDataModule):
         self.specs: list[TaskSpec] = resolve_tasks(tasks, root)
         self.task_names = [s.name for s in self.specs]
         self.task_types = [s.task_type for s in self.specs]
+        if isinstance(max_eval_per_task, Mapping):
+            unknown = set(max_eval_per_task) - {"ranked", "generated", *self.task_names}
+            if unknown:
+                raise ValueError(
+                    f"max_eval_per_task: unknown keys {sorted(unknown)}; use 'ranked', 'generated' or task names"
+                )
         self.tokenizer = None
+        self.encoder: PromptEncoder | None = None
         self.splits: dict[str, datasets.Dataset] = {}
         self.records: dict[str, Record] = {}
         self._task_of_uid: dict[str, str] = {}
@@ -103,6 +124,19 @@ class MultitaskDataModule(L.LightningDataModule):
     def task_descriptions(self) -> list[tuple[str, str, tuple[str, ...]]]:
         """``(name, task_type, labels)`` per task id, for the evaluator (available after ``setup``)."""
         return [(s.name, s.task_type, tuple(self.verbalizers[s.name].labels)) for s in self.specs]
+
+    def task_of(self, uid: str) -> str:
+        """The task name of eval/train row ``uid``."""
+        return self._task_of_uid[uid]
+
+    def eval_cap(self, task: str, records: list[Record]) -> int | None:
+        """The validation/test cap of ``task`` given its split's records (see ``max_eval_per_task``)."""
+        cap = self.hparams.max_eval_per_task
+        if not isinstance(cap, Mapping):
+            return cap
+        if task in cap:
+            return cap[task]
+        return cap.get("ranked" if records and all(label_like(r) for r in records) else "generated")
 
     def parse_generation(self, uid: str, text: str) -> tuple[str, object, Record]:
         """Generated text of row ``uid`` -> ``(task name, parsed structure, gold record)``."""
@@ -175,7 +209,7 @@ class MultitaskDataModule(L.LightningDataModule):
             return
         hp = self.hparams
         self.tokenizer = load_tokenizer(hp.backbone)
-        encoder = PromptEncoder(self.tokenizer, hp.max_length, hp.min_prompt_tokens)
+        encoder = self.encoder = PromptEncoder(self.tokenizer, hp.max_length, hp.min_prompt_tokens)
         parts: dict[str, list[datasets.Dataset]] = {"train": [], "validation": [], "test": []}
         for task_id, spec in enumerate(self.specs):
             splits = spec.load(self.root)
@@ -186,7 +220,7 @@ class MultitaskDataModule(L.LightningDataModule):
                 recs = (
                     k_shot(recs, hp.k_shot, spec.name, hp.seed)
                     if split == "train"
-                    else k_shot(recs, hp.max_eval_per_task, spec.name, hp.seed)
+                    else k_shot(recs, self.eval_cap(spec.name, recs), spec.name, hp.eval_seed)
                 )
                 self.records.update((r.uid, r) for r in recs)
                 self._task_of_uid.update((r.uid, spec.name) for r in recs)

@@ -1,8 +1,20 @@
-"""Generation-based evaluation: metrics over parsed structures, per-task evaluator, prediction tables."""
+"""Evaluation: metrics over parsed or ranked answers, per-task evaluator, bootstrap intervals, tables.
+
+``metaprompt.evaluation.ranking`` (ranked scoring of label answers) is imported from its module, not
+re-exported here: it builds batches with ``metaprompt.data``, which itself imports this package.
+"""
 
 from __future__ import annotations
 
-from metaprompt.evaluation.evaluator import PRIMARY_METRIC, PRIMARY_OVERRIDES, QA_KINDS, TaskEvaluator
+from metaprompt.evaluation.bootstrap import Interval, bootstrap_ci, paired_bootstrap, scores_for_counts
+from metaprompt.evaluation.evaluator import (
+    PRIMARY_METRIC,
+    PRIMARY_OVERRIDES,
+    QA_KINDS,
+    TaskEvaluator,
+    kind_of,
+    label_like,
+)
 from metaprompt.evaluation.metrics import (
     LabelAccuracyF1,
     MatchAccuracy,
@@ -18,13 +30,19 @@ __all__ = [
     "PRIMARY_METRIC",
     "PRIMARY_OVERRIDES",
     "QA_KINDS",
+    "Interval",
     "LabelAccuracyF1",
     "MatchAccuracy",
     "PredictionTable",
     "SetF1",
     "TaskEvaluator",
     "TextOverlap",
+    "bootstrap_ci",
     "exact_match",
+    "kind_of",
+    "label_like",
     "normalize_answer",
+    "paired_bootstrap",
+    "scores_for_counts",
     "token_f1",
 ]

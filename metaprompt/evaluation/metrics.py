@@ -12,6 +12,11 @@ processes equal one fed all of it. Python lists of strings are never synced stat
 
 Each ``compute()`` returns a dict of 0-dim tensors that includes ``count`` (examples seen, after sync),
 so a caller can tell a task that got no examples on any rank from one that scored 0.
+
+Each metric also has ``example_stats(pred, target)``: one example's *sufficient statistics*, a small
+JSON-able dict from which the corpus score of any multiset of examples can be recomputed by summing
+(``metaprompt.evaluation.bootstrap``): ``tp/fp/fn`` (SetF1), ``gold/pred/correct`` (LabelAccuracyF1),
+``correct`` (MatchAccuracy), the five per-example scores (TextOverlap).
 """
 
 from __future__ import annotations
@@ -91,20 +96,21 @@ class SetF1(_SumStateMetric):
         for name in ("tp", "fp", "fn", "count"):
             self._sum_state(name)
 
+    @staticmethod
+    def example_stats(pred: Iterable[Hashable], gold: Iterable[Hashable]) -> dict[str, int]:
+        """``{"tp", "fp", "fn"}`` of one example (corpus F1 sums these before dividing)."""
+        if isinstance(pred, str) or isinstance(gold, str):
+            raise TypeError("SetF1: an example is a string; expected a collection of items (tuples)")
+        pred_items, gold_items = Counter(pred), Counter(gold)
+        hits = sum((pred_items & gold_items).values())
+        return {"tp": hits, "fp": sum(pred_items.values()) - hits, "fn": sum(gold_items.values()) - hits}
+
     def update(self, preds: Sequence[Iterable[Hashable]], targets: Sequence[Iterable[Hashable]]) -> None:
         _check_lengths(preds, targets, "SetF1")
-        tp = fp = fn = 0
-        for i, (pred, gold) in enumerate(zip(preds, targets)):
-            if isinstance(pred, str) or isinstance(gold, str):
-                raise TypeError(f"SetF1.update: example {i} is a string; expected a collection of items (tuples)")
-            pred_items, gold_items = Counter(pred), Counter(gold)
-            hits = sum((pred_items & gold_items).values())
-            tp += hits
-            fp += sum(pred_items.values()) - hits
-            fn += sum(gold_items.values()) - hits
-        self.tp += tp
-        self.fp += fp
-        self.fn += fn
+        stats = [self.example_stats(pred, gold) for pred, gold in zip(preds, targets)]
+        self.tp += sum(x["tp"] for x in stats)
+        self.fp += sum(x["fp"] for x in stats)
+        self.fn += sum(x["fn"] for x in stats)
         self.count += len(preds)
 
     def compute(self) -> dict[str, Tensor]:
@@ -139,6 +145,12 @@ class LabelAccuracyF1(_SumStateMetric):
         self._index = {label: i for i, label in enumerate(self.labels)}
         for name in ("tp", "fp", "fn"):
             self._sum_state(name, (len(self.labels),))
+
+    def example_stats(self, pred: str, gold: str) -> dict[str, Any]:
+        """``{"gold", "pred", "correct"}``; ``pred`` is None when outside the label list (no class)."""
+        if gold not in self._index:
+            raise ValueError(f"LabelAccuracyF1: gold label {gold!r} is not one of the labels {self.labels!r}")
+        return {"gold": gold, "pred": pred if pred in self._index else None, "correct": int(pred == gold)}
 
     def update(self, preds: Sequence[str], targets: Sequence[str]) -> None:
         _check_lengths(preds, targets, "LabelAccuracyF1")
@@ -182,9 +194,14 @@ class MatchAccuracy(_SumStateMetric):
         self._sum_state("correct")
         self._sum_state("count")
 
+    @staticmethod
+    def example_stats(pred: str, gold: str) -> dict[str, int]:
+        """``{"correct"}``: 1 iff the prediction is the gold option verbatim."""
+        return {"correct": int(pred == gold)}
+
     def update(self, preds: Sequence[str], targets: Sequence[str]) -> None:
         _check_lengths(preds, targets, "MatchAccuracy")
-        self.correct += sum(pred == gold for pred, gold in zip(preds, targets))
+        self.correct += sum(self.example_stats(pred, gold)["correct"] for pred, gold in zip(preds, targets))
         self.count += len(preds)
 
     def compute(self) -> dict[str, Tensor]:
@@ -246,17 +263,19 @@ class TextOverlap(_SumStateMetric):
             token_f1(prediction, reference),
         ]
 
+    def example_stats(self, pred: str, refs: str | Sequence[str]) -> dict[str, float]:
+        """One example's five scores, each its maximum over the references."""
+        refs = (refs,) if isinstance(refs, str) else tuple(refs)
+        if not isinstance(pred, str) or not refs:
+            raise ValueError("TextOverlap: an example needs a string prediction and >= 1 reference")
+        best = [max(column) for column in zip(*(self._scores(pred, ref) for ref in refs))]
+        return dict(zip(self.metric_names, best))
+
     def update(self, preds: Sequence[str], targets: Sequence[str | Sequence[str]]) -> None:
         _check_lengths(preds, targets, "TextOverlap")
-        sums = [0.0] * len(self.metric_names)
-        for i, (pred, refs) in enumerate(zip(preds, targets)):
-            refs = (refs,) if isinstance(refs, str) else tuple(refs)
-            if not isinstance(pred, str) or not refs:
-                raise ValueError(f"TextOverlap.update: example {i} needs a string prediction and >= 1 reference")
-            best = [max(column) for column in zip(*(self._scores(pred, ref) for ref in refs))]
-            sums = [s + b for s, b in zip(sums, best)]
-        for name, value in zip(self.metric_names, sums):
-            setattr(self, name, getattr(self, name) + value)
+        stats = [self.example_stats(pred, refs) for pred, refs in zip(preds, targets)]
+        for name in self.metric_names:
+            setattr(self, name, getattr(self, name) + sum(x[name] for x in stats))
         self.count += len(preds)
 
     def compute(self) -> dict[str, Tensor]:

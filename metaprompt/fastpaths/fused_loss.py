@@ -35,38 +35,46 @@ def fusable(head: torch.nn.Module) -> bool:
 
 class _FrozenHeadCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, chunk: int) -> torch.Tensor:
+    def forward(
+        ctx, hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, token_weights: torch.Tensor, chunk: int
+    ) -> torch.Tensor:
         n = hidden.shape[0]
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         grad = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
         for start in range(0, n, chunk):
             h, y = hidden[start : start + chunk], labels[start : start + chunk]
+            w = token_weights[start : start + chunk].float()
             logits = F.linear(h, weight).float()  # [c, V]; autocast, if on, applies as in the head
             lse = torch.logsumexp(logits, dim=-1)
-            total += (lse - logits.gather(1, y[:, None]).squeeze(1)).sum()
+            total += ((lse - logits.gather(1, y[:, None]).squeeze(1)) * w).sum()
             if grad is not None:
                 probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place
                 probs[torch.arange(y.shape[0], device=y.device), y] -= 1.0
-                grad[start : start + chunk] = probs.div_(n).to(weight.dtype) @ weight
+                grad[start : start + chunk] = probs.mul_(w[:, None]).to(weight.dtype) @ weight
         ctx.save_for_backward(grad)
-        return total / n
+        return total
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
         (grad,) = ctx.saved_tensors
-        return grad * grad_output.to(grad.dtype), None, None, None
+        return grad * grad_output.to(grad.dtype), None, None, None, None
 
 
-def frozen_head_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of ``labels`` under ``hidden @ weight.T``, without materialising the logits.
+def frozen_head_cross_entropy(
+    hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, token_weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Cross-entropy of ``labels`` under ``hidden @ weight.T``, without materialising the logits.
 
     Args:
         hidden: ``[N, d]`` hidden states at the N positions that predict a target token (N >= 1).
         weight: ``[V, d]`` the frozen LM head's weight.
         labels: ``[N]`` target token ids.
+        token_weights: ``[N]`` weights summing to 1 (default ``1/N`` each: the mean).
 
     Returns:
-        Scalar fp32 loss; its gradient reaches ``hidden`` only.
+        Scalar fp32 loss ``sum_j w_j CE_j``; its gradient reaches ``hidden`` only.
     """
     chunk = max(1, CHUNK_BYTES // (4 * weight.shape[0]))
-    return _FrozenHeadCrossEntropy.apply(hidden, weight, labels, chunk)
+    if token_weights is None:
+        token_weights = torch.full(labels.shape, 1.0 / max(labels.numel(), 1), device=hidden.device)
+    return _FrozenHeadCrossEntropy.apply(hidden, weight, labels, token_weights.detach(), chunk)

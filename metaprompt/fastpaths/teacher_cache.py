@@ -31,7 +31,6 @@ import torch
 import torch.nn.functional as F
 
 from metaprompt.data.collate import IGNORE_INDEX
-from metaprompt.losses import hidden_state_mse, topk_kl
 
 FORMAT = 1
 _NUMPY = {torch.float32: np.float32, torch.float16: np.float16, torch.bfloat16: np.uint16}
@@ -149,13 +148,17 @@ def cached_distillation_loss(loss_fn, student, cached: CachedTeacher) -> dict[st
         student: The student's :class:`~metaprompt.modules.forward.ForwardOut`.
         cached: From :meth:`TeacherCache.lookup`.
     """
-    kl = topk_kl(student.target_logits, cached.topk_logprobs, cached.topk_indices, loss_fn.temperature)
-    if loss_fn.beta > 0 and student.hidden_states:
-        mse = hidden_state_mse(student.hidden_states, cached.hidden_states, student.token_mask)
-    else:
-        mse = torch.zeros((), device=kl.device)
-    loss = student.loss.float() + loss_fn.lam * (loss_fn.kl_weight * kl + loss_fn.beta * mse)
-    return {"loss": loss, "ce": student.loss, "kl": kl, "mse": mse}
+    return loss_fn(
+        student.loss,
+        student.target_logits,
+        None,
+        student.hidden_states,
+        cached.hidden_states,
+        student.token_mask,
+        teacher_topk=(cached.topk_logprobs, cached.topk_indices),
+        target_weights=student.target_weights,
+        token_weights=student.token_weights,
+    )
 
 
 def build_teacher_cache(

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from metaprompt.modules.base import PromptModule
+from metaprompt.modules.base import PromptModule, reject_prompt_length
 
 
 class BackboneOnly(PromptModule):
     """No trainable parameters; evaluates the backbone on the verbalized prompts as they are."""
 
     def __init__(self, **kwargs):
-        kwargs.setdefault("prompt_length", 0)
+        reject_prompt_length(kwargs, "BackboneOnly")
         super().__init__(**kwargs)
 
     def build_adapter(self) -> None:

@@ -22,12 +22,15 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from metaprompt.backbones import load_backbone
 from metaprompt.evaluation import PredictionTable, TaskEvaluator
+from metaprompt.evaluation.examples import gather_rows, task_report, write_jsonl
+from metaprompt.evaluation.ranking import Ranked, build_candidates, candidate_batches, rank, token_logprobs
 from metaprompt.fastpaths import FastPaths
 from metaprompt.modules.forward import ForwardOut, generate, prompted_forward
+from metaprompt.optim import TaskAdamW
 from metaprompt.scale import full_numel, full_shape, is_fsdp2, outside_zero_init, params_are_sharded, zero_stage
 from metaprompt.scale.consolidation import MODULE_KEY
 from metaprompt.scale.fsdp2 import parallelize
@@ -35,6 +38,15 @@ from metaprompt.scale.zero import zero3_hf_config
 
 # Greedy decoding budget per task type (tokens); NER/RE lists and summaries are the long ones.
 DEFAULT_MAX_NEW_TOKENS = {"ner": 128, "re": 128, "qa": 96, "nli": 8, "summarization": 128}
+LABEL_SCORINGS = ("ranked", "generated")
+RANK_ROWS = 32  # candidate rows per ranking forward ([N, V] logits of all their target tokens)
+
+
+def reject_prompt_length(kwargs: dict, stage: str) -> None:
+    """Stages without a soft prompt: ``prompt_length`` must be unset or 0 (else it would be ignored)."""
+    if kwargs.get("prompt_length") not in (None, 0):
+        raise ValueError(f"{stage} has no soft prompt: prompt_length={kwargs['prompt_length']!r} would be ignored")
+    kwargs["prompt_length"] = 0
 
 
 class PromptModule(L.LightningModule):
@@ -44,8 +56,11 @@ class PromptModule(L.LightningModule):
         backbone: Backbone preset, local folder or hub id (see ``metaprompt.backbones``).
         dtype: Backbone weight dtype (``"bfloat16"``...; default: the preset's).
         task_names: Task of each task id, in the data module's order (linked from ``data.task_names``).
-        prompt_length: l, virtual tokens (100: Lester et al. 2021; MPT, Wang et al. 2023).
-        learning_rate: AdamW learning rate of the trainable parameters (0.3 for prompts: Lester et al.).
+        prompt_length: l, virtual tokens (100: Lester et al. 2021; MPT, Wang et al. 2023). ``None``: the
+            stage's own default (teacher/prompt tuning: 100; distillation/target: the length of the
+            prompts they start from — a different explicit value is an error there; LoRA and the
+            backbone-only reference have no prompt and reject any value but 0).
+        learning_rate: AdamW learning rate of the trainable parameters (per stage: see its YAML).
         weight_decay: AdamW weight decay (1e-5: ATTEMPT, Asai et al. 2022).
         warmup_steps: Linear warm-up steps, then constant.
         max_new_tokens: Greedy decoding budget per task type (overrides ``DEFAULT_MAX_NEW_TOKENS``).
@@ -53,6 +68,12 @@ class PromptModule(L.LightningModule):
         log_predictions: Rows per task kept in the prediction table.
         output_dir: Where test writes ``metrics.json`` and ``predictions.jsonl`` (optional).
         seed: Seed for prompt init.
+        fast_paths: :class:`~metaprompt.fastpaths.FastPaths` switches, e.g. ``{"shared_prefix": false}``
+            (default: every exact speed-up on); every stage honours them.
+        label_scoring: How label-like answers (NLI labels, yes/no/maybe, multiple choice) are scored:
+            ``"ranked"`` picks the allowed answer with the highest log-likelihood
+            (``metaprompt.evaluation.ranking``), ``"generated"`` parses the greedy generation. NER, RE,
+            free-text QA and summarization are always generated.
     """
 
     def __init__(
@@ -60,7 +81,7 @@ class PromptModule(L.LightningModule):
         backbone: str = "smollm2-135m",
         dtype: str | None = None,
         task_names: list[str] | None = None,
-        prompt_length: int = 100,
+        prompt_length: int | None = None,
         learning_rate: float = 0.3,
         weight_decay: float = 1e-5,
         warmup_steps: int = 0,
@@ -69,9 +90,15 @@ class PromptModule(L.LightningModule):
         log_predictions: int = 8,
         output_dir: str | None = None,
         seed: int = 0,
+        fast_paths: dict[str, bool] | None = None,
+        label_scoring: str = "ranked",
     ):
         super().__init__()
+        if label_scoring not in LABEL_SCORINGS:
+            raise ValueError(f"label_scoring must be one of {LABEL_SCORINGS}, got {label_scoring!r}")
         self.save_hyperparameters()
+        self.fast_paths = FastPaths.from_config(fast_paths)
+        self.isolate_task_updates = True  # TaskAdamW row rule; off where rows are not visible (sharding)
         self.task_names = list(task_names or [])
         self.backbone: torch.nn.Module | None = None
         self.tokenizer = None
@@ -140,8 +167,17 @@ class PromptModule(L.LightningModule):
         with another layout may override this (see ``metaprompt.scale.fsdp2.parallelize``).
         """
         if params_are_sharded(strategy):
-            fast = FastPaths.from_config(getattr(self, "fast_paths", None))
-            self.fast_paths = dataclasses.replace(fast, shared_prefix=False, reuse_prefix=False, fused_loss=False)
+            self.fast_paths = dataclasses.replace(
+                self.fast_paths, shared_prefix=False, reuse_prefix=False, fused_loss=False
+            )
+        if (zero_stage(strategy) or is_fsdp2(strategy)) and self.task_indexed_parameters():
+            # flattened (ZeRO) or DTensor (FSDP2) parameters hide the task rows (see metaprompt.optim)
+            self.isolate_task_updates = False
+            rank_zero_warn(
+                f"{type(self).__name__}: under {type(strategy).__name__} every task's rows take the plain "
+                "AdamW update each step (momentum/weight decay also move tasks absent from a batch); "
+                "single-device and DDP runs update a task only on steps that saw it (metaprompt.optim)"
+            )
         if is_fsdp2(strategy):
             parallelize(self, strategy.device_mesh["data_parallel"])
 
@@ -164,7 +200,7 @@ class PromptModule(L.LightningModule):
             prompt,
             hidden_layers,
             task_ids=batch["task_ids"],
-            fast=getattr(self, "fast_paths", None),  # stages with FastPaths switches set it; None: defaults
+            fast=self.fast_paths,
             need_logits=need_logits,
         )
 
@@ -188,14 +224,28 @@ class PromptModule(L.LightningModule):
         for logger in self.loggers:
             logger.log_hyperparams(counts)
 
+    def task_indexed_parameters(self) -> list[torch.nn.Parameter]:
+        """Trainable parameters whose dim 0 is the task (``[K, ...]``): updated per task by TaskAdamW."""
+        return []
+
     def param_groups(self) -> list[dict]:
-        """Optimizer parameter groups (one by default; stages may give parts their own learning rate)."""
-        return [{"params": [p for _, p in self.trainable_parameters()]}]
+        """Optimizer parameter groups: task-indexed tensors apart (``task_indexed``), the rest together.
+
+        Stages may give parts their own learning rate (``MultitaskDistillation``).
+        """
+        indexed = {id(p) for p in self.task_indexed_parameters()}
+        trainable = [p for _, p in self.trainable_parameters()]
+        groups = [
+            {"params": [p for p in trainable if id(p) not in indexed], "task_indexed": False},
+            {"params": [p for p in trainable if id(p) in indexed], "task_indexed": True},
+        ]
+        return [g for g in groups if g["params"]]
 
     def configure_optimizers(self) -> Any:
-        opt = torch.optim.AdamW(
-            self.param_groups(), lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
-        )
+        groups = self.param_groups()
+        if not self.isolate_task_updates:
+            groups = [{**g, "task_indexed": False} for g in groups]
+        opt = TaskAdamW(groups, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay)
         warmup = max(int(self.hparams.warmup_steps), 0)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / (warmup + 1)))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
@@ -222,6 +272,7 @@ class PromptModule(L.LightningModule):
         if dm is not None and hasattr(dm, "task_descriptions"):
             self.evaluator = TaskEvaluator(dm.task_descriptions())
             self.table = PredictionTable(self.hparams.log_predictions)
+        self._examples: list[dict] = []  # every test example's record (predictions.jsonl)
 
     def _eval_step(self, batch: dict, prefix: str) -> None:
         out = self.forward(batch, need_logits=False)
@@ -229,30 +280,85 @@ class PromptModule(L.LightningModule):
         if not self.hparams.generate_eval or self.evaluator is None:
             return
         dm = self.trainer.datamodule
-        for uid, text in self._generate_texts(batch):
-            task, prediction, record = dm.parse_generation(uid, text)
-            self.evaluator.update(task, prediction, record)
-            self.table.add(task, dm.prompt_text(uid), text, dm.target_text(uid), uid=uid)
+        ranked = self._rank_batch(batch) if self.hparams.label_scoring == "ranked" else {}
+        rows = [i for i, uid in enumerate(batch["uids"]) if uid not in ranked]
+        if self._synced_gpus():  # sharded: every rank decodes every batch, or generate() would deadlock
+            rows = list(range(len(batch["uids"])))
+        texts = dict(self._generate_texts(batch, rows)) if rows else {}
+        for uid in batch["uids"]:
+            task, record, result = dm.task_of(uid), dm.records[uid], ranked.get(uid)
+            if result is None:
+                text = texts[uid]
+                _, prediction, _ = dm.parse_generation(uid, text)
+            else:  # the chosen candidate's target text stands in for the generation in the table
+                text, prediction = result.text, result.prediction
+            scored = self.evaluator.update(task, prediction, record)
+            input_text, reference = dm.prompt_text(uid), dm.target_text(uid)
+            self.table.add(task, input_text, text, reference, uid=uid)
+            if prefix == "test":  # the record format: metaprompt.evaluation.examples
+                self._examples.append(
+                    {
+                        "uid": uid,
+                        "task": task,
+                        "kind": scored["kind"],
+                        "scoring": "generated" if result is None else "ranked",
+                        "input": input_text,
+                        "generation": text if result is None else None,
+                        "candidates": None if result is None else result.to_json(),
+                        "prediction": prediction,
+                        "reference": reference,
+                        "stats": scored["stats"],
+                    }
+                )
 
-    def _generate_texts(self, batch: dict) -> list[tuple[str, str]]:
-        """Greedy decoding of an eval batch: ``(uid, generated text)`` per row; budget by task type."""
+    def _rank_batch(self, batch: dict) -> dict[str, Ranked]:
+        """Ranked scoring of the batch's label-like rows (``uid -> Ranked``); other rows are absent."""
+        dm = self.trainer.datamodule
+        candidates, task_ids = [], []
+        for uid, task_id in zip(batch["uids"], batch["task_ids"].tolist()):
+            c = build_candidates(dm.records[uid], dm.verbalizers[dm.task_of(uid)], dm.encoder)
+            if c is not None:
+                candidates.append(c)
+                task_ids.append(task_id)
+        per_row: list[torch.Tensor] = []
+        batches = candidate_batches(candidates, task_ids, self.tokenizer.pad_token_id, RANK_ROWS)
+        for b in batches:
+            out = self.forward({k: v.to(self.device) if torch.is_tensor(v) else v for k, v in b.items()})
+            per_row += token_logprobs(out.target_logits, out.target_labels, b)
+        if self._synced_gpus():
+            # Sharded weights are all-gathered inside every forward: all ranks must run as many forwards.
+            calls = torch.tensor(len(batches), device=self.device)
+            torch.distributed.all_reduce(calls, op=torch.distributed.ReduceOp.MAX)
+            for _ in range(int(calls) - len(batches)):
+                self.forward(batch)  # output discarded
+        return {r.uid: r for r in rank(candidates, per_row)}
+
+    def _generate_texts(self, batch: dict, rows: list[int] | None = None) -> list[tuple[str, str]]:
+        """Greedy decoding of an eval batch (or of its ``rows``): ``(uid, generated text)`` per row.
+
+        The budget is the largest of the decoded rows' task types.
+        """
+        rows = list(range(len(batch["uids"]))) if rows is None else rows
+        index = torch.tensor(rows, device=batch["task_ids"].device)
+        task_ids = batch["task_ids"][index]
+        mask = batch["prompt_attention_mask"][index]
+        keep = int(mask.any(0).nonzero()[0]) if mask.any() else 0  # drop columns that are padding in all kept rows
         budget = {**DEFAULT_MAX_NEW_TOKENS, **(self.hparams.max_new_tokens or {})}
-        types = {self.trainer.datamodule.task_types[t] for t in batch["task_ids"].tolist()}
+        types = {self.trainer.datamodule.task_types[t] for t in task_ids.tolist()}
         generated = generate(
             self.backbone,
-            batch["prompt_input_ids"],
-            batch["prompt_attention_mask"],
-            self.prompt_for(batch["task_ids"]),
+            batch["prompt_input_ids"][index][:, keep:],
+            mask[:, keep:],
+            self.prompt_for(task_ids),
             max(budget[t] for t in types),
             self.tokenizer.eos_token_id,
             self.tokenizer.pad_token_id,
             synced_gpus=self._synced_gpus(),
-            task_ids=batch["task_ids"],
+            task_ids=task_ids,
             fast=getattr(self, "fast_paths", None),
         )
-        return [
-            (uid, self.tokenizer.decode(ids, skip_special_tokens=True)) for uid, ids in zip(batch["uids"], generated)
-        ]
+        uids = [batch["uids"][i] for i in rows]
+        return [(uid, self.tokenizer.decode(ids, skip_special_tokens=True)) for uid, ids in zip(uids, generated)]
 
     def _synced_gpus(self) -> bool:
         # Sharded parameters are all-gathered inside every forward: a rank that stopped generating
@@ -290,15 +396,28 @@ class PromptModule(L.LightningModule):
             self.table.reset()
 
     def on_test_epoch_end(self) -> None:
+        """Scores, plus per task ``scoring``, ``n_test`` and a 95% bootstrap interval (``ci_low``,
+        ``ci_high``, 1000 resamples, seed 0) from every test example's record, gathered over ranks.
+
+        ``metrics.json`` holds all of it and the parameter counts; ``predictions.jsonl`` one record
+        per test example (``metaprompt.evaluation.examples``).
+        """
         scores = self._eval_epoch_end("test")
+        report: dict[str, Any] = dict(scores)
+        if self.evaluator is not None and self.hparams.generate_eval:
+            examples = gather_rows(self._examples)  # collective: every rank calls it
+            report.update(task_report(examples, self.evaluator.primary_metric))
+            numeric = {k: v for k, v in report.items() if k not in scores and not k.endswith("/scoring")}
+            self.log_dict({f"test/{k}": float(v) for k, v in numeric.items()}, sync_dist=False)
+            if self.hparams.output_dir and self.trainer.is_global_zero:
+                write_jsonl(examples, Path(self.hparams.output_dir) / "predictions.jsonl")
         if self.hparams.output_dir and self.trainer.is_global_zero:
             out = Path(self.hparams.output_dir)
             out.mkdir(parents=True, exist_ok=True)
             (out / "metrics.json").write_text(
-                json.dumps({**scores, **self.parameter_counts()}, indent=2, sort_keys=True)
+                json.dumps({**report, **self.parameter_counts()}, indent=2, sort_keys=True)
             )
-            if self.table is not None:
-                self.table.write_jsonl(out / "predictions.jsonl")
-        self.last_test_scores = scores
+        self.last_test_scores = report
+        self._examples = []
         if self.table is not None:
             self.table.reset()

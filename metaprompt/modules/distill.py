@@ -21,7 +21,6 @@ import torch
 
 from metaprompt.adapters import AdapterConfig, load_adapter, save_adapter
 from metaprompt.data.collate import CausalLMCollator
-from metaprompt.fastpaths import FastPaths
 from metaprompt.fastpaths.teacher_cache import TeacherCache, build_teacher_cache, cached_distillation_loss
 from metaprompt.losses import DistillationLoss
 from metaprompt.modules.base import PromptModule
@@ -42,9 +41,11 @@ class MultitaskDistillation(PromptModule):
         beta: Weight of the hidden-state MSE inside λ(...); 0 disables it.
         hidden_layers: Decoder hidden-state indices compared by the MSE (``-1`` = last layer).
         shared_init: P* init: ``teacher_mean`` (mean of the teacher prompts) or a PromptInit name.
-        factor_init: ``ones`` (every task prompt starts at P*) or ``normal`` (PEFT's N(0, 0.02²)).
+        factor_init: ``identity`` (every task prompt starts at P*, all r ranks trainable apart) or
+            ``normal`` (PEFT's N(0, 0.02²)); see ``metaprompt.prompts.decomposed``.
         factor_learning_rate: Learning rate of U, V (default: ``learning_rate``).
-        fast_paths: :class:`~metaprompt.fastpaths.FastPaths` switches (student and online teacher).
+        decompose: ``False`` freezes U Vᵀ at 1, so every task shares the one prompt P* (the "no
+            decomposition" ablation: a single prompt distilled from all teachers).
         teacher_cache: Precompute the teachers' outputs once: ``True`` (``<default_root_dir>/teacher_cache``),
             a folder, or ``False`` (teacher forward in every step). Rebuilt when its fingerprint (teacher
             prompts, backbone, τ, k, layers) does not match.
@@ -63,9 +64,9 @@ class MultitaskDistillation(PromptModule):
         beta: float = 1.0,
         hidden_layers: tuple[int, ...] = (-1,),
         shared_init: str = "teacher_mean",
-        factor_init: str = "ones",
+        factor_init: str = "identity",
         factor_learning_rate: float | None = None,
-        fast_paths: dict[str, bool] | None = None,
+        decompose: bool = True,
         teacher_cache: bool | str = False,
         teacher_cache_topk: int = 64,
         **kwargs,
@@ -74,7 +75,6 @@ class MultitaskDistillation(PromptModule):
             raise ValueError(f"teacher_cache_topk must be >= 1, got {teacher_cache_topk}")
         super().__init__(**kwargs)
         self.save_hyperparameters()
-        self.fast_paths = FastPaths.from_config(fast_paths)
         self.teacher_cache: TeacherCache | None = None
         self.loss_fn = DistillationLoss(lam=lam, temperature=temperature, beta=beta, kl_weight=kl_weight)
         self.student: DecomposedPrompt | None = None
@@ -95,9 +95,21 @@ class MultitaskDistillation(PromptModule):
         self.teacher = SoftPrompt(len(order), prompts.shape[1], self.hidden_size)
         self.teacher.prompts.data.copy_(prompts)
         self.teacher.requires_grad_(False)
+        length = prompts.shape[1]
+        if self.hparams.prompt_length is not None and self.hparams.prompt_length != length:
+            # teacher and student positions must line up one to one for the KL and the hidden MSE
+            raise ValueError(
+                f"prompt_length={self.hparams.prompt_length} but the teacher prompts in "
+                f"{self.hparams.teacher_adapter} have {length} virtual tokens; the student must match its "
+                f"teachers (train teachers with prompt_length={self.hparams.prompt_length}, or leave it unset)"
+            )
         self.student = DecomposedPrompt(
-            len(order), prompts.shape[1], self.hidden_size, self.hparams.rank, self.hparams.factor_init
+            len(order), length, self.hidden_size, self.hparams.rank, self.hparams.factor_init, seed=self.hparams.seed
         )
+        if not self.hparams.decompose:
+            self.student.reset_factors("identity", self.hparams.seed)
+            self.student.task_cols.requires_grad_(False)
+            self.student.task_rows.requires_grad_(False)
         with torch.no_grad():
             if self.hparams.shared_init == "teacher_mean":
                 self.student.shared_prompt.copy_(prompts.mean(0))
@@ -146,6 +158,8 @@ class MultitaskDistillation(PromptModule):
             student.hidden_states,
             teacher.hidden_states,
             student.token_mask,
+            target_weights=student.target_weights,
+            token_weights=student.token_weights,
         )
 
     def teacher_cache_fingerprint(self) -> str:
@@ -196,11 +210,16 @@ class MultitaskDistillation(PromptModule):
         strategy.barrier("teacher_cache")
         self.teacher_cache = TeacherCache(folder)
 
+    def task_indexed_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in (self.student.task_cols, self.student.task_rows) if p.requires_grad]
+
     def param_groups(self) -> list[dict]:
-        if self.hparams.factor_learning_rate is None:
-            return super().param_groups()
-        factors = [p for p in (self.student.task_cols, self.student.task_rows) if p.requires_grad]
-        return [{"params": [self.student.shared_prompt]}, {"params": factors, "lr": self.hparams.factor_learning_rate}]
+        groups = super().param_groups()  # P* (shared by all tasks) and the task-indexed U, V
+        if self.hparams.factor_learning_rate is not None:
+            for group in groups:
+                if group["task_indexed"]:
+                    group["lr"] = self.hparams.factor_learning_rate
+        return groups
 
     def export_adapter(self, folder: str) -> None:
         """Write P* (``shared_prompt``), U (``task_cols``) and V (``task_rows``) for the source tasks."""

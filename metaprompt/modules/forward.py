@@ -41,9 +41,13 @@ class ForwardOut:
         target_logits: ``[N, V]`` logits at the N positions that predict a target token (None when the
             caller asked for the loss only and the fused loss computed it without them).
         target_labels: ``[N]`` the tokens they predict.
-        loss: Mean cross-entropy over the N target tokens (fp32).
+        loss: Cross-entropy over the N target tokens (fp32), averaged per task first (``target_weights``).
         hidden_states: Selected layers' hidden states ``[B, l + T, d]`` (empty unless requested).
         token_mask: ``[B, l + T]`` 1 on real input/target tokens (prompt and padding excluded).
+        target_weights: ``[N]`` weight of each target token in ``loss`` (sums to 1), for losses that must
+            weight tokens the same way (distillation KL).
+        token_weights: ``[B, l + T]`` the same per-task weighting over ``token_mask`` (sums to 1), for
+            the hidden-state MSE.
     """
 
     target_logits: torch.Tensor | None
@@ -51,6 +55,39 @@ class ForwardOut:
     loss: torch.Tensor
     hidden_states: list[torch.Tensor]
     token_mask: torch.Tensor
+    target_weights: torch.Tensor | None = None
+    token_weights: torch.Tensor | None = None
+
+
+def task_balanced_weights(mask: torch.Tensor, task_ids: torch.Tensor | None) -> torch.Tensor:
+    """Weights over the positions of ``mask`` that average per task first, then over tasks by row count.
+
+    A plain mean over target tokens lets tasks with long targets (summaries, entity lists) dominate the
+    gradient of a shared prompt. Here each task's positions share the weight ``rows_t / B`` equally,
+    so a task counts as often as the sampler put it in the batch, however long its targets are. With one
+    task in the batch (or ``task_ids`` None) this is the plain mean.
+
+    Args:
+        mask: ``[B, T]`` positions that count (bool or 0/1).
+        task_ids: ``[B]`` task of each row.
+
+    Returns:
+        ``[B, T]`` fp32 weights, zero off the mask, summing to 1 (0 everywhere when the mask is empty).
+    """
+    keep = mask.bool()
+    per_row = keep.sum(1).float()  # [B]
+    if task_ids is None:
+        task_ids = torch.zeros(mask.shape[0], dtype=torch.long, device=mask.device)
+    has = per_row > 0
+    inverse = torch.unique(task_ids, return_inverse=True)[1]  # [B] dense task index
+    n_groups = int(inverse.max()) + 1 if inverse.numel() else 0
+    rows_per_task = torch.zeros(n_groups, device=mask.device).index_add_(0, inverse, has.float())
+    tokens_per_task = torch.zeros(n_groups, device=mask.device).index_add_(0, inverse, per_row)
+    n_rows = has.sum().clamp(min=1).float()
+    row_weight = torch.where(
+        has, rows_per_task[inverse] / n_rows / tokens_per_task[inverse].clamp(min=1), torch.zeros_like(per_row)
+    )
+    return keep.float() * row_weight[:, None]
 
 
 def decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -165,17 +202,21 @@ def prompted_forward(
         next_labels = F.pad(labels, (offset, 0), value=IGNORE_INDEX)[:, 1:]
         select = next_labels != IGNORE_INDEX
         target_labels = next_labels[select]
+        target_weights = task_balanced_weights(select, task_ids)[select]
         fused = fast.fused_loss and fast.target_only_logits and not need_logits and fusable(head)
         if fused and target_labels.numel() > 0:
-            logits, loss = None, frozen_head_cross_entropy(last[:, :-1][select], head.weight, target_labels)
+            hidden = last[:, :-1][select]
+            logits, loss = None, frozen_head_cross_entropy(hidden, head.weight, target_labels, target_weights)
         elif fast.target_only_logits:
             logits = head(last[:, :-1][select])
         else:
             logits = head(last)[:, :-1][select]
     if logits is not None:
-        loss = F.cross_entropy(logits.float(), target_labels)
+        per_token = F.cross_entropy(logits.float(), target_labels, reduction="none")
+        loss = (per_token * target_weights).sum()
     token_mask = F.pad(attention_mask, (n_prompt, 0), value=0)
-    return ForwardOut(logits, target_labels, loss, hidden_states, token_mask)
+    token_weights = task_balanced_weights(token_mask, task_ids) if want_hidden else None
+    return ForwardOut(logits, target_labels, loss, hidden_states, token_mask, target_weights, token_weights)
 
 
 def _strip(sequences: list[list[int]], eos_token_id: int) -> list[list[int]]:

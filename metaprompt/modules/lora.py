@@ -9,7 +9,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from metaprompt.adapters import AdapterConfig, save_adapter
-from metaprompt.modules.base import PromptModule
+from metaprompt.modules.base import PromptModule, reject_prompt_length
 
 
 class LoRA(PromptModule):
@@ -32,7 +32,7 @@ class LoRA(PromptModule):
         **kwargs,
     ):
         kwargs.setdefault("learning_rate", 2e-4)
-        kwargs.setdefault("prompt_length", 0)
+        reject_prompt_length(kwargs, "LoRA")
         super().__init__(**kwargs)
         self.save_hyperparameters()
 

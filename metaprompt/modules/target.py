@@ -1,6 +1,7 @@
 """Stage 3 — ``TargetAdaptation``: adapt the metaprompt to unseen target tasks with tiny factors.
 
-Every target starts from P* and the *mean* of the source tasks' U, V (MPT's target init), so the
+Every target starts from P* and the mean source task matrix ``mean_k U_k V_kᵀ`` truncated to rank r
+(``DecomposedPrompt.init_from_mean``; MPT averages U and V separately, which is not that mean), so the
 untrained model is already a sensible zero-shot prompt (``metaprompt test`` without ``fit``). Training
 then updates only the factors by default: ``l + d`` numbers per rank per target (MPT^{t+m}), well under
 0.05% of any backbone.
@@ -40,6 +41,12 @@ class TargetAdaptation(PromptModule):
             self.hparams.metaprompt_adapter, expect_kind="metaprompt", hidden_size=self.hidden_size
         )
         shared, cols, rows = tensors["shared_prompt"], tensors["task_cols"], tensors["task_rows"]
+        if self.hparams.prompt_length is not None and self.hparams.prompt_length != shared.shape[0]:
+            raise ValueError(
+                f"prompt_length={self.hparams.prompt_length} but the metaprompt in "
+                f"{self.hparams.metaprompt_adapter} has {shared.shape[0]} virtual tokens; the target prompt "
+                "is P* itself, so its length is P*'s (leave prompt_length unset)"
+            )
         self.prompt = DecomposedPrompt(len(self.task_names), shared.shape[0], self.hidden_size, cols.shape[-1])
         self.prompt.init_from_mean(shared, cols, rows)
         mode = self.hparams.train
@@ -49,6 +56,9 @@ class TargetAdaptation(PromptModule):
 
     def prompt_for(self, task_ids: torch.Tensor) -> torch.Tensor:
         return self.prompt(task_ids, dtype=self.backbone_dtype)
+
+    def task_indexed_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in (self.prompt.task_cols, self.prompt.task_rows) if p.requires_grad]
 
     def export_adapter(self, folder: str) -> None:
         """Write the target factors (and P* if it was trained); P* otherwise stays in the metaprompt adapter."""

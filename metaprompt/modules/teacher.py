@@ -12,9 +12,11 @@ from __future__ import annotations
 import torch
 
 from metaprompt.adapters import AdapterConfig, save_adapter
-from metaprompt.fastpaths import FastPaths
 from metaprompt.modules.base import PromptModule
 from metaprompt.prompts import PromptInit, SoftPrompt
+from metaprompt.prompts.soft_prompt import special_token_ids
+
+DEFAULT_PROMPT_LENGTH = 100  # Lester et al. 2021; MPT (Wang et al. 2023)
 
 
 class TeacherPromptTuning(PromptModule):
@@ -23,9 +25,7 @@ class TeacherPromptTuning(PromptModule):
     Args:
         prompt_init: ``sample_vocab`` (Lester et al.'s best), ``text`` or ``random``.
         init_text: Text for ``prompt_init="text"``.
-        fast_paths: :class:`~metaprompt.fastpaths.FastPaths` switches, e.g. ``{"shared_prefix": false}``
-            (default: every exact speed-up on).
-        **kwargs: See :class:`PromptModule`.
+        **kwargs: See :class:`PromptModule` (``prompt_length`` defaults to 100 here).
     """
 
     adapter_kind = "teacher"
@@ -34,12 +34,12 @@ class TeacherPromptTuning(PromptModule):
         self,
         prompt_init: str = "sample_vocab",
         init_text: str | None = None,
-        fast_paths: dict[str, bool] | None = None,
         **kwargs,
     ):
+        if kwargs.get("prompt_length") is None:
+            kwargs["prompt_length"] = DEFAULT_PROMPT_LENGTH
         super().__init__(**kwargs)
         self.save_hyperparameters()
-        self.fast_paths = FastPaths.from_config(fast_paths)
         self.prompts: SoftPrompt | None = None
 
     def build_adapter(self) -> None:
@@ -54,10 +54,14 @@ class TeacherPromptTuning(PromptModule):
             self.backbone.get_input_embeddings().weight,
             text_ids,
             seed=self.hparams.seed,
+            exclude_ids=special_token_ids(self.tokenizer),
         )
 
     def prompt_for(self, task_ids: torch.Tensor) -> torch.Tensor:
         return self.prompts(task_ids, dtype=self.backbone_dtype)
+
+    def task_indexed_parameters(self) -> list[torch.nn.Parameter]:
+        return [self.prompts.prompts]
 
     def export_adapter(self, folder: str) -> None:
         """Write the portable adapter (``prompts`` [K, l, d], task names in task-id order)."""

@@ -46,7 +46,12 @@ class SoftPrompt(nn.Module):
 
     @torch.no_grad()
     def initialize(
-        self, how: PromptInit | str, embeddings: torch.Tensor, text_ids: list[int] | None = None, seed: int = 0
+        self,
+        how: PromptInit | str,
+        embeddings: torch.Tensor,
+        text_ids: list[int] | None = None,
+        seed: int = 0,
+        exclude_ids: set[int] | frozenset[int] = frozenset(),
     ) -> None:
         """Fill every task's prompt from the input embedding matrix ``[V, d]``.
 
@@ -61,6 +66,9 @@ class SoftPrompt(nn.Module):
             embeddings: The backbone's input embedding weight (whole or ZeRO-3-partitioned).
             text_ids: Token ids of the init text (``how == "text"``).
             seed: Seed of the vocabulary sample / random init, so runs are reproducible.
+            exclude_ids: Ids never sampled (``special_token_ids(tokenizer)``): special/control tokens
+                such as ``<|im_start|>`` sit among the lowest ids of many tokenizers, and a prompt made
+                of their embeddings starts as a burst of chat-control signals, not ordinary text.
         """
         how = PromptInit(how)
         with gathered([embeddings]), gathered([self.prompts], modifier_rank=0):
@@ -71,7 +79,11 @@ class SoftPrompt(nn.Module):
             emb = embeddings.detach()
             if how is PromptInit.SAMPLE_VOCAB:
                 # Low ids are frequent BPE merges in most tokenizers; Lester et al. sample the top 5,000.
-                ids = torch.randint(0, min(5000, emb.shape[0]), (k, length), generator=g)
+                pool = torch.tensor(
+                    [i for i in range(min(5000 + len(exclude_ids), emb.shape[0])) if i not in exclude_ids]
+                )
+                pool = pool[:5000]
+                ids = pool[torch.randint(0, len(pool), (k, length), generator=g)]
                 values = emb[ids.to(emb.device)].float()
             elif how is PromptInit.TEXT:
                 if not text_ids:
@@ -87,3 +99,12 @@ class SoftPrompt(nn.Module):
         """Prompts of each row's task: ``[B] -> [B, l, d]`` (cast to ``dtype`` if given)."""
         out = self.prompts.index_select(0, task_ids)
         return out if dtype is None else out.to(dtype)
+
+
+def special_token_ids(tokenizer) -> frozenset[int]:
+    """Ids a vocabulary-sampled prompt must not use: special tokens and added (control) tokens."""
+    if tokenizer is None:
+        return frozenset()
+    ids = set(tokenizer.all_special_ids)
+    ids.update(getattr(tokenizer, "added_tokens_decoder", {}) or {})
+    return frozenset(int(i) for i in ids)

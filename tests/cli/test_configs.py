@@ -11,7 +11,11 @@ from metaprompt.cli import cli_main
 from metaprompt.tasks.taskset import resolve_tasks
 
 CONFIGS = Path(__file__).resolve().parents[2] / "lightning_configs"
-STAGES = sorted(p for p in CONFIGS.glob("*.yaml") if p.name not in ("demo.yaml",) and not p.name.startswith("pipeline"))
+STAGES = sorted(
+    p
+    for p in CONFIGS.glob("*.yaml")
+    if p.name not in ("demo.yaml", "ladder.yaml") and not p.name.startswith("pipeline")
+)
 FRAGMENTS = sorted((CONFIGS / "backbones").glob("*.yaml")) + sorted((CONFIGS / "loggers").glob("*.yaml"))
 TASK_SETS = sorted((CONFIGS / "tasks").glob("*.yaml"))
 

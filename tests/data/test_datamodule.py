@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from metaprompt.data import IGNORE_INDEX, MultitaskDataModule
@@ -59,3 +60,47 @@ def test_truncation_is_counted(data_root, tmp_path):
     assert dm.report["clinifact"]["train"]["truncated"] > 0
     lengths = torch.tensor([len(r["prompt_ids"]) + len(r["target_ids"]) for r in dm.splits["train"]])
     assert (lengths <= 128).all()
+
+
+def eval_uids(dm, split="test"):
+    return sorted(dm.splits[split]["uid"])
+
+
+def test_eval_sample_is_fixed_by_eval_seed_not_by_the_training_seed(data_root, tmp_path):
+    dms = {}
+    for seed, eval_seed in ((0, 0), (1, 0), (0, 1)):
+        dm = make(tmp_path, tasks="rqe", k_shot=4, seed=seed, eval_seed=eval_seed)
+        dm.setup("fit")
+        dms[seed, eval_seed] = dm
+    train = {key: sorted(dm.splits["train"]["uid"]) for key, dm in dms.items()}
+    assert train[0, 0] != train[1, 0]  # the training seed still draws its own k-shot set
+    assert eval_uids(dms[0, 0]) == eval_uids(dms[1, 0]) and len(eval_uids(dms[0, 0])) == 8
+    assert eval_uids(dms[0, 0]) != eval_uids(dms[0, 1])
+
+
+def test_eval_caps_by_scoring_kind(data_root, tmp_path):
+    """rqe (NLI) and head_qa (multiple choice) are ranked, gad (RE) is generated; task names win."""
+    caps = {"ranked": 6, "generated": 3}
+    dm = MultitaskDataModule(
+        tasks="gad,rqe,head_qa", backbone="tiny-llama", max_length=256, k_shot=0, max_eval_per_task=caps,
+        cache_dir=str(tmp_path),
+    )  # fmt: skip
+    dm.setup("test")
+    assert {t: dm.report[t]["test"]["examples"] for t in dm.task_names} == {"gad": 3, "rqe": 6, "head_qa": 6}
+    assert dm.eval_cap("rqe", [dm.records[u] for u in dm.splits["test"]["uid"] if dm.task_of(u) == "rqe"]) == 6
+    by_name = MultitaskDataModule(tasks="rqe", backbone="tiny-llama", max_eval_per_task={"rqe": 2, "ranked": 6})
+    assert by_name.eval_cap("rqe", []) == 2
+    assert MultitaskDataModule(tasks="rqe", max_eval_per_task={"generated": 5}).eval_cap("rqe", []) == 5  # empty
+    from metaprompt.data.datamodule import PROTOCOL_EVAL_CAPS
+
+    assert PROTOCOL_EVAL_CAPS == {"ranked": 200, "generated": 100}
+    with pytest.raises(ValueError, match=r"unknown keys \['nli'\]"):
+        MultitaskDataModule(tasks="rqe", max_eval_per_task={"nli": 5})
+
+
+def test_tasks_is_required():
+    import inspect
+
+    assert inspect.signature(MultitaskDataModule).parameters["tasks"].default is inspect.Parameter.empty
+    with pytest.raises(TypeError, match="tasks"):
+        MultitaskDataModule()

@@ -28,7 +28,15 @@ DATA = dict(
     k_shot=8,
     max_eval_per_task=1,
 )
-COMMON = dict(prompt_length=4, learning_rate=0.01, max_new_tokens=MAX_NEW_TOKENS, log_predictions=2, seed=0)
+# label_scoring="generated": these runs check that ranks decode in lock-step, so rqe (NLI) must be decoded too.
+COMMON = dict(
+    prompt_length=4,
+    learning_rate=0.01,
+    max_new_tokens=MAX_NEW_TOKENS,
+    log_predictions=2,
+    seed=0,
+    label_scoring="generated",
+)
 
 
 def data_module(root: str, cache_dir: str) -> MultitaskDataModule:

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torchmetrics.utilities.data import dim_zero_sum
 
-from metaprompt.evaluation import PRIMARY_OVERRIDES, TaskEvaluator
+from metaprompt.evaluation import PRIMARY_OVERRIDES, TaskEvaluator, label_like
 from metaprompt.tasks.records import (
     Entity,
     NerRecord,
@@ -154,3 +154,46 @@ def test_metrics_are_registered_submodules_with_sum_states(evaluator):
     evaluator.to(torch.bfloat16)  # a bf16-true precision plugin does this to the whole module
     fill(evaluator)
     assert evaluator.compute()["meqsum/rouge1"] == pytest.approx(4 / 6)
+
+
+def test_primary_metrics_of_the_targets_follow_the_manifest():
+    """clinifact: macro-F1 (3 skewed classes); pubmedqa: accuracy (its leaderboard), macro-F1 reported too."""
+    assert PRIMARY_OVERRIDES["clinifact"] == "macro_f1" and "pubmedqa" not in PRIMARY_OVERRIDES
+    space = ("evidence", "inconclusive", "no_info")
+    ev = TaskEvaluator([("clinifact", "nli", space), ("pubmedqa", "qa", ())])
+    for i, gold in enumerate(["no_info", "no_info", "evidence", "inconclusive"]):  # always "no_info"
+        ev.update("clinifact", "no_info", nli(f"c/{i}", gold, space))
+        ev.update("pubmedqa", "yes", qa(f"p/{i}", "yes_no_maybe", ("yes" if i < 2 else "no",)))
+    out = ev.compute()
+    assert out["clinifact/accuracy"] == 0.5 and out["clinifact/score"] == pytest.approx(2 / 3 / 3)
+    assert out["pubmedqa/score"] == out["pubmedqa/accuracy"] == 0.5 and "pubmedqa/macro_f1" in out
+    assert ev.primary_metric("clinifact", "nli") == "macro_f1"
+    assert ev.primary_metric("pubmedqa", "yes_no_maybe") == "accuracy"
+
+
+def test_update_returns_kind_and_example_stats(evaluator):
+    rec = ner("n/0", "colon cancer", "asthma")
+    assert evaluator.update("ncbi_disease", (("colon cancer", "SpecificDisease"), ("x", "SpecificDisease")), rec) == {
+        "kind": "ner",
+        "stats": {"tp": 1, "fp": 1, "fn": 1},
+    }
+    assert evaluator.update("rqe", "maybe?", nli("q/0", "true", ("false", "true")))["stats"] == {
+        "gold": "true",
+        "pred": None,  # outside the label list: counts as no class
+        "correct": 0,
+    }
+    opts = ("Proprioception", "Pain.")
+    out = evaluator.update("head_qa", "Pain.", qa("h/0", "multiple_choice", ("Pain.",), opts))
+    assert out == {"kind": "multiple_choice", "stats": {"correct": 1}}
+    out = evaluator.update("kqa", "aspirin", qa("k/0", "free_text", ("acetylsalicylic acid", "Aspirin")))
+    assert out["kind"] == "free_text" and out["stats"]["exact_match"] == 1.0 and set(out["stats"]) == {
+        "rouge1", "rouge2", "rougeL", "exact_match", "token_f1"
+    }  # fmt: skip
+
+
+def test_label_like_records():
+    assert label_like(nli("0", "a", ("a", "b"))) and not label_like(nli("0", "a", ()))
+    assert label_like(qa("0", "yes_no_maybe", ("yes",)))
+    assert label_like(qa("0", "multiple_choice", ("A",), ("A", "B")))
+    assert not label_like(qa("0", "multiple_choice", ("A",)))  # no options: nothing to rank
+    assert not label_like(qa("0", "free_text", ("A",))) and not label_like(ner("0", "x"))

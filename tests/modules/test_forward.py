@@ -283,3 +283,45 @@ def test_generation_stops_at_eos(setup, monkeypatch):
     assert out[0] == []
     expected = single[1][: single[1].index(first)] if first in single[1] else single[1]
     assert out[1] == expected
+
+
+# --- per-task loss weighting -------------------------------------------------------------------------
+
+
+def test_task_balanced_weights_average_per_task_then_by_row_count():
+    from metaprompt.modules.forward import task_balanced_weights
+
+    # task 0: two rows with 1 and 3 target tokens; task 1: one row with 8 target tokens
+    mask = torch.zeros(3, 8, dtype=torch.bool)
+    mask[0, :1], mask[1, :3], mask[2, :8] = True, True, True
+    w = task_balanced_weights(mask, torch.tensor([0, 0, 1]))
+    assert w.sum().item() == pytest.approx(1.0)
+    assert w[0, 0].item() == pytest.approx(2 / 3 / 4) and w[1, 0].item() == pytest.approx(2 / 3 / 4)
+    assert w[2, 0].item() == pytest.approx(1 / 3 / 8)
+    assert w[~mask].abs().sum() == 0
+    # one task: the plain token mean
+    torch.testing.assert_close(task_balanced_weights(mask, torch.tensor([1, 1, 1])), mask.float() / mask.sum())
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_loss_averages_per_task_first_so_long_targets_do_not_dominate(setup, fused):
+    model, _, prompts = setup
+    rows = make_rows([(5, 1), (6, 40), (7, 2), (8, 3)])  # task 0: 1 + 2 targets; task 1: 40 + 3 targets
+    batch = CausalLMCollator(pad_token_id=2)(rows)
+    out = prompted_forward(
+        model,
+        batch["input_ids"],
+        batch["attention_mask"],
+        batch["labels"],
+        prompts(batch["task_ids"]),
+        task_ids=batch["task_ids"],
+        need_logits=not fused,
+    )
+    logits = per_row_logits(model, prompts, rows)
+    labels = torch.cat([torch.tensor(r["target_ids"]) for r in rows])
+    per_token = F.cross_entropy(logits, labels, reduction="none")
+    task0 = torch.cat([per_token[:1], per_token[41:43]]).mean()
+    task1 = torch.cat([per_token[1:41], per_token[43:]]).mean()
+    torch.testing.assert_close(out.loss, (task0 + task1) / 2, atol=1e-5, rtol=1e-5)
+    assert abs(out.loss.item() - per_token.mean().item()) > 1e-4  # not the token mean
+    torch.testing.assert_close(out.target_weights.sum(), torch.tensor(1.0))

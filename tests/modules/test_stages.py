@@ -217,7 +217,7 @@ def test_student_equal_to_teacher_has_zero_distillation_loss(tmp_path):
     config = AdapterConfig(kind="teacher", backbone="tiny-llama", hidden_size=D, prompt_length=LENGTH, task_names=["a"])
     save_adapter(tmp_path, {"prompts": teacher_prompts}, config)
     module = MultitaskDistillation(
-        teacher_adapter=str(tmp_path), backbone="tiny-llama", task_names=["a"], factor_init="ones", beta=1.0
+        teacher_adapter=str(tmp_path), backbone="tiny-llama", task_names=["a"], factor_init="identity", beta=1.0
     )
     module.configure_model()
     with torch.no_grad():
@@ -251,9 +251,12 @@ def test_target_adaptation_trains_what_its_mode_says(distilled, mode, tmp_path):
     source, _ = load_adapter(folder)
     module = TargetAdaptation(metaprompt_adapter=str(folder), train=mode, backbone="tiny-llama", task_names=["t"])
     module.configure_model()
-    # target init: P* and the mean of the source factors
+    # target init: P* and the mean source task matrix at rank r (not the mean U times the mean V)
     assert torch.equal(module.prompt.shared_prompt, source["shared_prompt"])
-    torch.testing.assert_close(module.prompt.task_cols[0], source["task_cols"].mean(0))
+    mean = torch.einsum("klr,kdr->ld", source["task_cols"], source["task_rows"]) / K
+    u, s, vh = torch.linalg.svd(mean)
+    best = (u[:, :RANK] * s[:RANK]) @ vh[:RANK]  # the best rank-r approximation of the mean
+    torch.testing.assert_close(module.prompt.task_matrix(torch.tensor([0]))[0], best, atol=1e-5, rtol=1e-5)
     before = train(module, steps=2, loader=batches(task_ids=[0, 0]))
     names, count = EXPECTED_TRAINABLE[mode]
     assert_changed_exactly(module, before, names)
@@ -315,3 +318,74 @@ def test_lora_trains_only_its_adapters_and_exports(tmp_path):
     for name, p in module.backbone.named_parameters():
         if name in tensors:
             assert torch.equal(tensors[name], p.detach())
+
+
+# --- every stage: a task's parameters move only on steps that saw it -------------------------------------------
+
+
+def test_a_step_without_task_b_leaves_its_teacher_prompt_bit_identical():
+    module = TeacherPromptTuning(backbone="tiny-llama", task_names=TASKS, prompt_length=LENGTH, learning_rate=0.1)
+    module.configure_model()
+    loader = DataLoader([make_batch(0, task_ids=[0, 1]), make_batch(1, task_ids=[0, 0])], batch_size=None)
+    seen = []
+
+    class Watch(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            seen.append(pl_module.prompts.prompts.detach().clone())
+
+    before = module.prompts.prompts.detach().clone()
+    trainer(2, callbacks=[Watch()]).fit(module, train_dataloaders=loader)
+    assert not torch.equal(seen[0][1], before[1])  # step 1 trained task b ...
+    assert torch.equal(seen[1][1], seen[0][1])  # ... step 2 had no b row: b is bit-identical (no momentum, no decay)
+    assert not torch.equal(seen[1][0], seen[0][0])
+
+
+def test_distillation_factors_of_an_absent_task_do_not_move(distilled):
+    module, _, _ = distilled
+    opt = module.configure_optimizers()["optimizer"]
+    cols = module.student.task_cols.detach().clone()
+    for batch in (make_batch(5, task_ids=[0, 1]), make_batch(6, task_ids=[0, 0, 0])):
+        before = module.student.task_cols.detach().clone()
+        opt.zero_grad()
+        module.compute_loss(batch)["loss"].backward()
+        opt.step()
+    assert torch.equal(module.student.task_cols[1], before[1]) and not torch.equal(module.student.task_cols[0], cols[0])
+
+
+# --- settings reach their stage or are rejected there ---------------------------------------------------------
+
+
+def test_prompt_length_is_honoured_or_rejected_by_every_stage(teacher_adapter, distilled):
+    _, _, teacher_folder = teacher_adapter
+    with pytest.raises(ValueError, match="prompt_length=7 but the teacher prompts"):
+        MultitaskDistillation(
+            teacher_adapter=str(teacher_folder), backbone="tiny-llama", task_names=TASKS, prompt_length=7
+        ).configure_model()
+    with pytest.raises(ValueError, match="prompt_length=7 but the metaprompt"):
+        TargetAdaptation(
+            metaprompt_adapter=str(distilled[2]), backbone="tiny-llama", task_names=["t"], prompt_length=7
+        ).configure_model()
+    with pytest.raises(ValueError, match="LoRA has no soft prompt"):
+        LoRA(backbone="tiny-llama", task_names=["t"], prompt_length=7)
+    assert TeacherPromptTuning(backbone="tiny-llama", task_names=["t"]).hparams.prompt_length == 100
+    matching = MultitaskDistillation(
+        teacher_adapter=str(teacher_folder), backbone="tiny-llama", task_names=TASKS, prompt_length=LENGTH
+    )
+    matching.configure_model()
+    assert matching.student.length == LENGTH
+
+
+@pytest.mark.parametrize("stage", ["lora", "target", "backbone"])
+def test_fast_paths_reach_every_stage(stage, distilled):
+    from metaprompt.fastpaths import FastPaths
+    from metaprompt.modules import BackboneOnly
+
+    kw = dict(backbone="tiny-llama", task_names=["t"], fast_paths={"fused_loss": False})
+    module = {
+        "lora": lambda: LoRA(**kw),
+        "target": lambda: TargetAdaptation(metaprompt_adapter=str(distilled[2]), **kw),
+        "backbone": lambda: BackboneOnly(**kw),
+    }[stage]()
+    assert module.fast_paths == FastPaths(fused_loss=False)
+    with pytest.raises(ValueError, match="unknown switch"):
+        LoRA(backbone="tiny-llama", task_names=["t"], fast_paths={"warp_speed": True})

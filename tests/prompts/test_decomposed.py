@@ -81,20 +81,55 @@ def test_task_matrix_is_u_times_v_transposed():
 
 
 @pytest.mark.parametrize("rank", [1, 2, 4])
-def test_ones_init_makes_every_task_prompt_the_shared_prompt(rank):
-    module = DecomposedPrompt(K, L, D, rank, factor_init="ones")
+def test_identity_init_makes_every_task_prompt_the_shared_prompt(rank):
+    module = DecomposedPrompt(K, L, D, rank)
     with torch.no_grad():
         module.shared_prompt.copy_(torch.randn(L, D))
     out = module(torch.arange(K))
     for task in range(K):
         assert torch.equal(out[task], module.shared_prompt)
+    if rank > 1:  # the extra columns of U differ (symmetry broken), those of V start at zero
+        assert not torch.equal(module.task_cols[0, :, 1], module.task_cols[0, :, 0])
+        assert torch.count_nonzero(module.task_rows[..., 1:]) == 0
 
 
-def test_ones_init_with_odd_rank_is_the_shared_prompt_up_to_rounding():
-    module = DecomposedPrompt(K, L, D, 3)
+def test_ones_init_is_rejected_with_the_reason():
+    with pytest.raises(ValueError, match="rank 1"):
+        DecomposedPrompt(K, L, D, 2, factor_init="ones")
+
+
+def _train_to_rank2_target(factor_init_fn, steps: int = 400) -> torch.Tensor:
+    """Fit one task's U Vᵀ (P* = 1) to a rank-2 matrix; returns the singular values of the result."""
+    g = torch.Generator().manual_seed(0)
+    length, dim = 12, 16
+    goal = torch.ones(length, dim) + torch.randn(length, 1, generator=g) @ torch.randn(1, dim, generator=g)
+    module = DecomposedPrompt(1, length, dim, rank=2)
+    factor_init_fn(module)
     with torch.no_grad():
-        module.shared_prompt.copy_(torch.randn(L, D))
-    torch.testing.assert_close(module(torch.arange(K)), module.shared_prompt.expand(K, L, D))
+        module.shared_prompt.fill_(1.0)
+    opt = torch.optim.Adam(module.parameters(), lr=0.02)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = (module(torch.tensor([0]))[0] - goal).pow(2).mean()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 1e-3 or factor_init_fn is _all_ones
+    return torch.linalg.svdvals(module.task_matrix(torch.tensor([0]))[0].detach())
+
+
+def _all_ones(module: DecomposedPrompt) -> None:
+    """The former default: every column of U = 1, of V = 1/r (identical columns, identical gradients)."""
+    with torch.no_grad():
+        module.task_cols.fill_(1.0)
+        module.task_rows.fill_(1.0 / module.rank)
+
+
+def test_rank2_factors_reach_numerical_rank_2_from_the_identity_init():
+    s = _train_to_rank2_target(lambda m: m.reset_factors("identity"))
+    assert s[1] / s[0] > 0.05  # the goal's second singular value is a real fraction of the first
+    # the former all-ones init never leaves rank 1 (this is the defect the identity init fixes)
+    s_ones = _train_to_rank2_target(_all_ones)
+    assert s_ones[1] / s_ones[0] < 1e-4
 
 
 def test_normal_init_is_peft_scale_and_seeded():
@@ -109,20 +144,36 @@ def test_normal_init_is_peft_scale_and_seeded():
         DecomposedPrompt(K, L, D, rank=0)
 
 
-def test_init_from_mean_gives_the_shared_prompt_and_mean_factors():
+def test_init_from_mean_is_the_mean_task_matrix_truncated_by_svd():
     g = torch.Generator().manual_seed(1)
     shared = torch.randn(L, D, generator=g)
     cols, rows = torch.randn(5, L, R, generator=g), torch.randn(5, D, R, generator=g)
+    mean = torch.einsum("klr,kdr->ld", cols, rows) / 5
     target = DecomposedPrompt(2, L, D, R)
     target.init_from_mean(shared, cols, rows)
     assert torch.equal(target.shared_prompt, shared)
+    u, s, vh = torch.linalg.svd(mean)
+    best = (u[:, :R] * s[:R]) @ vh[:R]  # Eckart-Young: the best rank-R approximation
     for task in range(2):
-        torch.testing.assert_close(target.task_cols[task], cols.mean(0))
-        torch.testing.assert_close(target.task_rows[task], rows.mean(0))
+        torch.testing.assert_close(target.task_matrix(torch.tensor([task]))[0], best, atol=1e-5, rtol=1e-5)
+    # averaging U and V separately (PEFT's rule) is a different, worse matrix: factors have a free scale
+    separate = cols.mean(0) @ rows.mean(0).T
+    assert (separate - mean).norm() > (best - mean).norm()
     # the parameters own their memory: training one target's factors cannot move the other's
     with torch.no_grad():
         target.task_cols[0].add_(1.0)
-    torch.testing.assert_close(target.task_cols[1], cols.mean(0))
+    assert not torch.equal(target.task_cols[1], target.task_cols[0])
+
+
+def test_init_from_mean_of_identical_rank1_sources_is_exact():
+    g = torch.Generator().manual_seed(2)
+    u, v = torch.randn(L, 1, generator=g), torch.randn(D, 1, generator=g)
+    # the same task matrix written with different per-task scales and signs
+    cols = torch.stack([u * 2.0, -u, u / 4])
+    rows = torch.stack([v / 2.0, -v, v * 4])
+    target = DecomposedPrompt(1, L, D, 1)
+    target.init_from_mean(torch.ones(L, D), cols, rows)
+    torch.testing.assert_close(target.task_matrix(torch.tensor([0]))[0], u @ v.T, atol=1e-5, rtol=1e-5)
 
 
 def test_forward_is_out_of_place_and_trains_every_factor():

@@ -120,3 +120,17 @@ def test_cast_at_use_keeps_the_fp32_master():
     grad = module.prompts.grad
     assert grad is not None and grad.dtype == torch.float32
     assert torch.equal(grad[1], torch.full((L, D), 2.0)) and torch.equal(grad[2], torch.zeros(L, D))
+
+
+def test_sample_vocab_never_draws_special_or_control_ids():
+    from metaprompt.backbones import load_tokenizer
+    from metaprompt.prompts.soft_prompt import special_token_ids
+
+    excluded = special_token_ids(load_tokenizer("smollm2-135m"))
+    assert {0, 1, 2} <= excluded  # <|endoftext|>, <|im_start|>, <|im_end|>
+    embeddings = torch.arange(6000, dtype=torch.float32)[:, None].repeat(1, 4)  # row i is all i: ids readable
+    prompt = SoftPrompt(4, 300, 4)
+    prompt.initialize("sample_vocab", embeddings, seed=0, exclude_ids=excluded)
+    drawn = set(prompt.prompts[..., 0].long().flatten().tolist())
+    assert not drawn & excluded
+    assert max(drawn) < 5000 + len(excluded) and len(drawn) > 500

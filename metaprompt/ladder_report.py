@@ -1,0 +1,203 @@
+"""The ladder's tables: ``results.csv`` (one row per task x system x k x seed) and ``results.md`` (the rungs).
+
+Scores come from each run's ``metrics.json`` (point estimate and 95% percentile bootstrap interval);
+every comparison of two systems on a task is a *paired* bootstrap of the difference on the same test
+examples (``metaprompt.evaluation.bootstrap.paired_bootstrap``, joined by uid), seed-matched where both
+systems were trained (seed s of one vs seed s of the other).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from pathlib import Path
+
+from metaprompt.evaluation.bootstrap import paired_bootstrap
+from metaprompt.evaluation.evaluator import PRIMARY_METRIC, PRIMARY_OVERRIDES
+
+SYSTEM_ORDER = ("backbone zero-shot", "metaprompt zero-shot", "metaprompt adapted", "prompt tuning", "LoRA")
+COLUMNS = ("role", "task", "system", "k", "seed", "score", "ci_low", "ci_high", "n_test", "scoring")
+
+
+def primary(task: str, kind: str) -> str:
+    """The metric behind ``<task>/score`` for one answer kind (as ``TaskEvaluator.primary_metric``)."""
+    override = PRIMARY_OVERRIDES.get(task)
+    family_ok = override in ("macro_f1", "accuracy") and kind in ("nli", "yes_no_maybe")
+    return override if family_ok else PRIMARY_METRIC[kind]
+
+
+class Run:
+    """One evaluated run: its per-task scores and per-example rows."""
+
+    def __init__(self, role: str, system: str, k: int, seed: int, folder: Path):
+        self.role, self.system, self.k, self.seed, self.folder = role, system, k, seed, folder
+        self.metrics = json.loads((folder / "metrics.json").read_text())
+        self._rows: list[dict] | None = None
+
+    def rows(self, task: str) -> list[dict]:
+        if self._rows is None:
+            path = self.folder / "predictions.jsonl"
+            self._rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [r for r in self._rows if r["task"] == task]
+
+    def tasks(self) -> list[str]:
+        return sorted(key[: -len("/score")] for key in self.metrics if key.endswith("/score") and key != "macro/score")
+
+    def csv_rows(self) -> list[dict]:
+        out = []
+        for task in self.tasks():
+            m = self.metrics
+            out.append(
+                {
+                    "role": self.role, "task": task, "system": self.system, "k": self.k, "seed": self.seed,
+                    "score": m[f"{task}/score"], "ci_low": m.get(f"{task}/ci_low"), "ci_high": m.get(f"{task}/ci_high"),
+                    "n_test": m.get(f"{task}/n_test"), "scoring": m.get(f"{task}/scoring"),
+                }
+            )  # fmt: skip
+        return out
+
+
+def collect(out: Path) -> list[Run]:
+    """Every finished run under a ladder folder."""
+    runs = []
+    for role, system, folder in (
+        ("source", "backbone zero-shot", out / "sources" / "backbone_zero-shot"),
+        ("source", "teacher", out / "teacher"),
+        ("source", "student", out / "distill"),
+    ):
+        if (folder / "metrics.json").is_file():
+            runs.append(Run(role, system, 0, 0, folder))
+    for metrics in sorted((out / "targets").glob("*/*/k*-s*/metrics.json")):
+        folder = metrics.parent
+        k, seed = folder.name[1:].split("-s")
+        system = folder.parent.name.replace("_", " ")
+        runs.append(Run("target", system, int(k), int(seed), folder))
+    return runs
+
+
+def paired(a: Run, b: Run, task: str) -> tuple[float, float, float]:
+    """``score(a) - score(b)`` on ``task`` with its paired 95% bootstrap interval."""
+    rows_a, rows_b = a.rows(task), b.rows(task)
+    kinds = {row["kind"]: primary(task, row["kind"]) for row in rows_a}
+    iv = paired_bootstrap(rows_a, rows_b, kinds)
+    return iv.estimate, iv.low, iv.high
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def _ci(score, low, high) -> str:
+    return f"{_pct(score)} [{_pct(low)}, {_pct(high)}]"
+
+
+def _diff(d: tuple[float, float, float]) -> str:
+    return f"{100 * d[0]:+.1f} [{100 * d[1]:+.1f}, {100 * d[2]:+.1f}]"
+
+
+def _score(run: Run, task: str) -> str:
+    m = run.metrics
+    return _ci(m[f"{task}/score"], m.get(f"{task}/ci_low"), m.get(f"{task}/ci_high"))
+
+
+def source_tables(runs: list[Run]) -> list[str]:
+    """Rungs (a) and (b): teacher and student vs the zero-shot backbone on each source's validation split."""
+    by = {r.system: r for r in runs if r.role == "source"}
+    if not {"backbone zero-shot", "teacher"} <= by.keys():
+        return ["(sources not scored yet)", ""]
+    zs, teacher, student = by["backbone zero-shot"], by["teacher"], by.get("student")
+    lines = [
+        "| source | scoring | n | backbone zero-shot | teacher | teacher − zero-shot | student | student − zero-shot | kept |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    gains_t, gains_s = [], []
+    for task in teacher.tasks():
+        dt = paired(teacher, zs, task)
+        gains_t.append(dt[0])
+        row = [task, str(teacher.metrics.get(f"{task}/scoring")), str(teacher.metrics.get(f"{task}/n_test"))]
+        row += [_score(zs, task), _score(teacher, task), _diff(dt)]
+        if student is not None:
+            ds = paired(student, zs, task)
+            gains_s.append(ds[0])
+            kept = f"{100 * ds[0] / dt[0]:.0f}%" if abs(dt[0]) > 1e-9 else "-"
+            row += [_score(student, task), _diff(ds), kept]
+        else:
+            row += ["-", "-", "-"]
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    beat = sum(g > 0 for g in gains_t)
+    lines.append(f"Teachers beating zero-shot (point estimate): {beat}/{len(gains_t)}; mean teacher gain "
+                 f"{100 * statistics.fmean(gains_t):+.1f} points.")  # fmt: skip
+    if gains_s:
+        kept = statistics.fmean(gains_s) / statistics.fmean(gains_t) if statistics.fmean(gains_t) else float("nan")
+        lines.append(f"Student: mean gain {100 * statistics.fmean(gains_s):+.1f} points = {100 * kept:.0f}% of the "
+                     "teachers' mean gain (target: >= 80%).")  # fmt: skip
+    return lines + [""]
+
+
+def _mean_sd(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{100 * values[0]:.1f}"
+    return f"{100 * statistics.fmean(values):.1f} ± {100 * statistics.stdev(values):.1f}"
+
+
+def target_tables(runs: list[Run]) -> list[str]:
+    """Rungs (c)-(e) per target: systems by k (mean ± sd over seeds) and paired differences."""
+    lines: list[str] = []
+    targets = sorted({t for r in runs if r.role == "target" for t in r.tasks()})
+    for task in targets:
+        mine = [r for r in runs if r.role == "target" and task in r.tasks()]
+        get = {(r.system, r.k, r.seed): r for r in mine}
+        lines += [f"### {task}", ""]
+        zs, mzs = get.get(("backbone zero-shot", 0, 0)), get.get(("metaprompt zero-shot", 0, 0))
+        if zs and mzs:
+            lines.append(f"(c) zero-shot: backbone {_score(zs, task)}, metaprompt {_score(mzs, task)}; "
+                         f"metaprompt − backbone {_diff(paired(mzs, zs, task))}.")  # fmt: skip
+            lines.append("")
+        lines += ["| system | k | seeds | score (mean ± sd) | per seed [95% CI] | − prompt tuning | − LoRA |",
+                  "|---|---:|---:|---:|---|---|---|"]  # fmt: skip
+        systems = sorted({(r.system, r.k) for r in mine if r.k > 0}, key=lambda s: (s[1], s[0]))
+        for system, k in systems:
+            seeds = sorted(r.seed for r in mine if (r.system, r.k) == (system, k))
+            scores = [get[(system, k, s)].metrics[f"{task}/score"] for s in seeds]
+            per_seed = "; ".join(_score(get[(system, k, s)], task) for s in seeds)
+            diffs = []
+            for other in ("prompt tuning", "LoRA"):
+                pairs = [(get[(system, k, s)], get.get((other, k, s))) for s in seeds]
+                pairs = [(a, b) for a, b in pairs if b is not None]
+                if system == other or not pairs or system in ("prompt tuning", "LoRA"):
+                    diffs.append("")
+                else:
+                    diffs.append("; ".join(_diff(paired(a, b, task)) for a, b in pairs))
+            lines.append(
+                f"| {system} | {k} | {len(seeds)} | {_mean_sd(scores)} | {per_seed} | {diffs[0]} | {diffs[1]} |"
+            )
+        lines.append("")
+    return lines
+
+
+def write_report(out: Path, complete: bool) -> None:
+    """Write ``results.csv`` and ``results.md`` from whatever has finished under ``out``."""
+    runs = collect(out)
+    with (out / "results.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        for run in runs:
+            writer.writerows(run.csv_rows())
+    status = "complete" if complete else "PARTIAL (rerun the same command to continue)"
+    lines = [
+        f"# Sanity ladder ({status})",
+        "",
+        "Scores x100 with 95% percentile bootstrap intervals (1,000 resamples of the test examples); differences",
+        "are paired bootstraps on the same examples, seed-matched for trained systems.",
+        "",
+        "## Sources: teachers and student vs the zero-shot backbone (validation split)",
+        "",
+        *source_tables(runs),
+        "## Targets",
+        "",
+        *target_tables(runs),
+    ]
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,91 @@
+"""The evaluation protocol end to end: ``trainer.test`` on real targets with a tiny random backbone.
+
+Label-like tasks (rqe: NLI, head_qa: multiple choice) are ranked, gad (RE) is generated; metrics.json
+says which, with a bootstrap interval and n per task; predictions.jsonl holds every test example with
+the statistics that reproduce the reported score.
+"""
+
+from __future__ import annotations
+
+import json
+
+import lightning as L
+import pytest
+import torch
+
+from metaprompt.data import MultitaskDataModule
+from metaprompt.evaluation import bootstrap_ci
+from metaprompt.modules import LoRA, PromptTuning
+from metaprompt.modules.backbone_only import BackboneOnly
+
+N = 4  # test examples per task
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run_test(module_cls, tasks, tmp_path, **kw):
+    dm = MultitaskDataModule(
+        tasks=tasks, backbone="tiny-llama", max_length=256, batch_size=3, k_shot=0, max_eval_per_task=N,
+        cache_dir=str(tmp_path / "cache"),
+    )  # fmt: skip
+    out = tmp_path / module_cls.__name__
+    module = module_cls(
+        backbone="tiny-llama", task_names=dm.task_names, max_new_tokens={"re": 4}, output_dir=str(out), **kw
+    )
+    trainer = L.Trainer(
+        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    trainer.test(module, datamodule=dm, verbose=False)
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    return module, json.loads((out / "metrics.json").read_text()), rows
+
+
+def test_ranked_and_generated_tasks_report_scoring_intervals_and_every_example(data_root, tmp_path):
+    module, metrics, rows = run_test(PromptTuning, "rqe,head_qa,gad", tmp_path, prompt_length=4)
+    scoring = {"rqe": "ranked", "head_qa": "ranked", "gad": "generated"}
+    for task, how in scoring.items():
+        assert metrics[f"{task}/scoring"] == how == module.last_test_scores[f"{task}/scoring"]
+        assert metrics[f"{task}/n_test"] == N
+        assert metrics[f"{task}/ci_low"] <= metrics[f"{task}/score"] <= metrics[f"{task}/ci_high"]
+    assert len(rows) == 3 * N and len({r["uid"] for r in rows}) == 3 * N  # every example, not the table's 8
+    for row in rows:
+        assert row["scoring"] == scoring[row["task"]]
+        if row["scoring"] == "generated":
+            assert isinstance(row["generation"], str) and row["candidates"] is None
+            assert set(row["stats"]) == {"tp", "fp", "fn"}
+            continue
+        assert row["generation"] is None
+        cands = row["candidates"]
+        best = max(cands, key=lambda c: c["logprob"])
+        assert row["prediction"] == best["answer"]  # the argmax of the summed log-probs
+        assert all(c["logprob"] < 0 and c["n_tokens"] >= 2 for c in cands)  # answer + end token
+        if row["task"] == "rqe":
+            assert sorted(c["answer"] for c in cands) == ["false", "true"]
+            assert row["stats"]["correct"] == int(row["prediction"] == row["reference"])
+        else:
+            assert len(cands) in (4, 5) and cands[0]["text"].startswith("A. ")
+            assert row["stats"]["correct"] == int(best["text"] == row["reference"])
+    for task in scoring:  # the per-example statistics reproduce the reported score
+        task_rows = [r for r in rows if r["task"] == task]
+        primary = {r["kind"]: module.evaluator.primary_metric(task, r["kind"]) for r in task_rows}
+        assert bootstrap_ci(task_rows, primary).estimate == pytest.approx(metrics[f"{task}/score"])
+
+
+def test_generated_scoring_and_stages_without_prompts(data_root, tmp_path):
+    _, metrics, rows = run_test(BackboneOnly, "rqe", tmp_path / "gen", label_scoring="generated")
+    assert metrics["rqe/scoring"] == "generated" and all(r["candidates"] is None for r in rows)
+    for module_cls, kw in ((BackboneOnly, {}), (LoRA, {"r": 2})):  # prompt is None: ranking still works
+        _, metrics, rows = run_test(module_cls, "rqe", tmp_path / module_cls.__name__, **kw)
+        assert metrics["rqe/scoring"] == "ranked" and len(rows) == N
+        assert all(len(r["candidates"]) == 2 for r in rows)
+
+
+def test_label_scoring_is_validated():
+    with pytest.raises(ValueError, match=r"label_scoring must be one of \('ranked', 'generated'\), got 'ranking'"):
+        BackboneOnly(backbone="tiny-llama", task_names=["rqe"], label_scoring="ranking")
