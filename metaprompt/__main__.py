@@ -60,8 +60,11 @@ def pipeline_main(argv: list[str]) -> int:
     return 0
 
 
-def parse_ladder_config(argv: list[str], prog: str = "metaprompt ladder"):
-    """``-c lightning_configs/ladder.yaml [--pipeline.<field> value ...]`` -> a ``LadderConfig``."""
+def parse_ladder_config(argv: list[str], prog: str = "metaprompt ladder", sweep: bool = False):
+    """``-c lightning_configs/ladder.yaml [--pipeline.<field> value ...]`` -> ``(LadderConfig, namespace)``.
+
+    The sweep also takes ``--stages teacher,distill,...`` and ``--metaprompt_adapter DIR``.
+    """
     from jsonargparse import ActionConfigFile, ArgumentParser
 
     from metaprompt.ladder import LadderConfig
@@ -69,18 +72,22 @@ def parse_ladder_config(argv: list[str], prog: str = "metaprompt ladder"):
     parser = ArgumentParser(prog=prog, description="the sanity ladder (lightning_configs/ladder.yaml)")
     parser.add_argument("-c", "--config", action=ActionConfigFile, help="ladder YAML")
     parser.add_class_arguments(LadderConfig, "pipeline", as_group=False)
-    ns = parser.instantiate_classes(parser.parse_args(argv)).pipeline
-    return LadderConfig(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(LadderConfig)})
+    if sweep:
+        parser.add_argument("--stages", type=str, default="teacher,distill,target,prompt_tuning,LoRA")
+        parser.add_argument("--metaprompt_adapter", type=str | None, default=None)
+    args = parser.instantiate_classes(parser.parse_args(argv))
+    ns = args.pipeline
+    return LadderConfig(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(LadderConfig)}), args
 
 
 def ladder_main(argv: list[str], sweep: bool = False) -> int:
     from metaprompt.ladder import Ladder
 
-    config = parse_ladder_config(argv, f"metaprompt {'sweep' if sweep else 'ladder'}")
+    config, args = parse_ladder_config(argv, f"metaprompt {'sweep' if sweep else 'ladder'}", sweep)
     if sweep:
         from metaprompt.sweep import Sweep
 
-        Sweep(config).run()
+        Sweep(config).run(tuple(s for s in args.stages.split(",") if s), args.metaprompt_adapter)
         return 0
     return 0 if Ladder(config).run()["complete"] else 3
 

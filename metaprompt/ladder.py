@@ -59,6 +59,8 @@ class LadderConfig(PipelineConfig):
         ablation_shots: k of the ablation runs.
         ablation_seeds: Seeds of the ablation runs.
         max_minutes: Stop starting new runs after this many minutes (rerun to continue); None: no limit.
+        rungs: Which parts to run now: ``sources`` (teachers, students: rungs a, b, and every distillation)
+            and/or ``targets`` (rungs c-e; needs the sources' adapters).
     """
 
     shots: dict[int, list[int]] = field(default_factory=lambda: {16: [0, 1, 2], 64: [0]})
@@ -67,6 +69,7 @@ class LadderConfig(PipelineConfig):
     ablation_shots: int = 16
     ablation_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     max_minutes: float | None = None
+    rungs: list[str] = field(default_factory=lambda: ["sources", "targets"])
 
 
 class OutOfTime(Exception):
@@ -100,9 +103,10 @@ class Ladder(Pipeline):
     def run(self) -> dict:
         """Run every rung (until ``max_minutes``), then write results.csv / results.md."""
         try:
-            self._sources()
-            self._targets()
-            complete = True
+            self._sources(run="sources" in self.config.rungs)
+            if "targets" in self.config.rungs:
+                self._targets()
+            complete = set(self.config.rungs) >= {"sources", "targets"}
         except OutOfTime as stop:
             print(f"[ladder] time is up before {stop}; rerun to continue", flush=True)
             complete = False
@@ -118,9 +122,13 @@ class Ladder(Pipeline):
         cfg = self.config
         return (cfg.backbone, cfg.prompt_length, cfg.data, cfg.max_new_tokens)
 
-    def _sources(self) -> None:
+    def _sources(self, run: bool = True) -> None:
+        """Rungs a and b (and every distillation); with ``run=False`` only the keys and folders are set."""
         cfg, base = self.config, self._base()
         self.teacher_key = self._key(base, cfg.sources, asdict(cfg.teacher))
+        self._distill_keys()
+        if not run:
+            return
         self._run(
             "sources/backbone zero-shot", self._key(base, cfg.sources), BackboneOnly, {}, cfg.sources,
             Stage(0), self.out / "sources" / "backbone_zero-shot", True, 0, ValidationAsTest,
@@ -129,18 +137,21 @@ class Ladder(Pipeline):
             "teacher", self.teacher_key, TeacherPromptTuning, {"prompt_length": cfg.prompt_length}, cfg.sources,
             cfg.teacher, self.out / "teacher", True, 0, ValidationAsTest,
         )  # fmt: skip
-        self.distill_keys = {}
-        for variant, overrides in {"": {}, **cfg.ablations}.items():
-            stage = Stage(cfg.distill.max_steps, {**cfg.distill.model, **overrides}, cfg.distill.data)
-            folder = self.out / ("distill" if not variant else f"distill-{slug(variant)}")
-            key = self._key(self.teacher_key, asdict(stage))
-            kw = {"teacher_adapter": str(self.out / "teacher" / "adapter")}
+        kw = {"teacher_adapter": str(self.out / "teacher" / "adapter")}
+        for variant, (key, folder, stage) in self.distill_keys.items():
             # the main student is scored on the sources (rung b); ablations only on the targets
             self._run(
                 f"distill{'-' + slug(variant) if variant else ''}", key, MultitaskDistillation, kw, cfg.sources,
                 stage, folder, not variant, 0, ValidationAsTest,
             )  # fmt: skip
-            self.distill_keys[variant] = (key, folder)
+
+    def _distill_keys(self) -> None:
+        cfg = self.config
+        self.distill_keys = {}
+        for variant, overrides in {"": {}, **cfg.ablations}.items():
+            stage = Stage(cfg.distill.max_steps, {**cfg.distill.model, **overrides}, cfg.distill.data)
+            folder = self.out / ("distill" if not variant else f"distill-{slug(variant)}")
+            self.distill_keys[variant] = (self._key(self.teacher_key, asdict(stage)), folder, stage)
 
     def _targets(self) -> None:
         """Targets in phases, so that a partial ladder already holds whole comparisons: zero-shot on every
@@ -149,7 +160,7 @@ class Ladder(Pipeline):
 
         cfg = self.config
         tasks = [spec.name for spec in resolve_tasks(cfg.targets, cfg.data.get("root"))]
-        key0, distill0 = self.distill_keys[""]
+        key0, distill0, _ = self.distill_keys[""]
         zero = Stage(0, data={"k_shot": 0})
         for task in tasks:
             root = self.out / "targets" / task
@@ -168,7 +179,7 @@ class Ladder(Pipeline):
                 self._adapted(task, self.out / "targets" / task, k, seed)
         for seed in cfg.ablation_seeds:
             for variant in cfg.ablations:
-                key, folder = self.distill_keys[variant]
+                key, folder, _ = self.distill_keys[variant]
                 for task in tasks:
                     self._adapt(
                         task, self.out / "targets" / task / f"metaprompt_adapted_{slug(variant)}",
@@ -178,7 +189,7 @@ class Ladder(Pipeline):
 
     def _adapted(self, task: str, root: Path, k: int, seed: int) -> None:
         cfg = self.config
-        key0, distill0 = self.distill_keys[""]
+        key0, distill0, _ = self.distill_keys[""]
         self._adapt(
             task, root / "metaprompt_adapted", k, seed, key0,
             {"metaprompt_adapter": str(distill0 / "adapter")}, "metaprompt adapted",

@@ -241,14 +241,23 @@ class Pipeline:
 
 
 def render_results(results: dict[str, dict[str, dict]]) -> str:
-    """One Markdown table per target: system, task score (x100), trainable parameters and fraction."""
+    """One Markdown table per target: system, score (x100) with its 95% bootstrap interval, the number of
+    test examples and how they were scored, trainable parameters and fraction."""
     lines = []
     for task, systems in results.items():
-        lines += [f"### {task}", "", "| system | score | trainable params | % of backbone |", "|---|---:|---:|---:|"]
+        lines += [
+            f"### {task}",
+            "",
+            "| system | score [95% CI] | n | scoring | trainable params | % of backbone |",
+            "|---|---:|---:|---|---:|---:|",
+        ]
         for system, r in systems.items():
-            score = r.get(f"{task}/score")
+            score, low, high = (r.get(f"{task}/{key}") for key in ("score", "ci_low", "ci_high"))
+            shown = "-" if score is None else f"{100 * score:.1f}"
+            if low is not None and high is not None:
+                shown += f" [{100 * low:.1f}, {100 * high:.1f}]"
             lines.append(
-                f"| {system} | {'-' if score is None else f'{100 * score:.1f}'} | "
+                f"| {system} | {shown} | {r.get(f'{task}/n_test', '-')} | {r.get(f'{task}/scoring', '-')} | "
                 f"{int(r.get('trainable_params', 0)):,} | {100 * r.get('trainable_fraction', 0):.4f} |"
             )
         lines.append("")

@@ -3,9 +3,11 @@
 Lester et al.'s 0.3 is an Adafactor/T5 value; with AdamW on a decoder whose input embeddings have std
 ~0.14 (SmolLM2) one step of 0.3 moves a prompt entry by twice that. So each stage's rate is chosen
 here, in the chain's order (teacher -> distillation -> target factors; prompt tuning and LoRA on the
-targets), by the validation loss (target tokens' cross-entropy, per-task averaged) after the same
-number of steps as the ladder gives that stage, on at most ``max_val`` validation examples per task
-(never the test split). Each point is a completion-recorded pipeline run, so the sweep resumes too.
+targets), by the validation loss (target tokens' cross-entropy, per-task averaged) after the
+ladder's steps for that stage capped at ``max_steps`` (30: on 2 CPU cores a step of SmolLM2-135M costs
+seconds; a 10x grid separates long before a stage's full budget), on at most ``max_val`` validation
+examples per task (never the test split). Each point is a completion-recorded pipeline run, so the
+sweep resumes too.
 
 Writes ``<output_dir>/sweep/sweep.csv`` and ``sweep.md``; the chosen values go into the stage YAMLs
 and the ladder config by hand (they are settings, reviewed like code).
@@ -37,13 +39,13 @@ GRIDS = {
 class Sweep(Pipeline):
     """Learning-rate sweep over the ladder's stages (see module docstring)."""
 
-    def __init__(self, config: LadderConfig, max_val: int = 48, sweep_targets: int = 2, max_steps: int = 100):
+    def __init__(self, config: LadderConfig, max_val: int = 32, sweep_targets: int = 2, max_steps: int = 30):
         config = replace(config, data={**config.data, "max_eval_per_task": max_val})
         super().__init__(config)
         self.sweep_dir = self.out / "sweep"
         self.rows: list[dict] = []
         self.sweep_targets = sweep_targets
-        self.max_steps = max_steps  # a 10x grid is told apart well before a stage's full budget
+        self.max_steps = max_steps  # a 10x grid is told apart long before a stage's full budget
 
     def _point(self, stage_name: str, cls, kw: dict, tasks, stage: Stage, lr: float) -> float:
         name = f"sweep/{stage_name}/lr{lr:g}"
@@ -89,33 +91,51 @@ class Sweep(Pipeline):
         losses = {lr: self._point(stage_name, cls, kw, tasks, stage, lr) for lr in GRIDS[stage_name]}
         return min(losses, key=losses.get)
 
-    def run(self) -> dict[str, float]:
-        """Sweep every stage in order; returns the chosen rate per stage."""
+    def run(self, stages: tuple[str, ...] = tuple(GRIDS), metaprompt_adapter: str | None = None) -> dict[str, float]:
+        """Sweep the given stages in chain order; returns the chosen rate per stage.
+
+        Args:
+            stages: Subset of :data:`GRIDS` (e.g. the teacher alone before the ladder's source rungs,
+                then the target-side stages once a metaprompt exists).
+            metaprompt_adapter: Distilled adapter for the ``target`` stage when ``distill`` is not swept
+                here (e.g. the ladder's own ``results/ladder/distill/adapter``).
+        """
         from metaprompt.tasks.taskset import resolve_tasks
 
+        unknown = set(stages) - set(GRIDS)
+        if unknown:
+            raise ValueError(f"sweep: unknown stage(s) {sorted(unknown)}; choose from {list(GRIDS)}")
         cfg = self.config
-        chosen = {}
-        chosen["teacher"] = self._best(
-            "teacher", TeacherPromptTuning, {"prompt_length": cfg.prompt_length}, cfg.sources, cfg.teacher
-        )
-        teacher = self.sweep_dir / "teacher" / f"lr{chosen['teacher']:g}" / "adapter"
-        chosen["distill"] = self._best(
-            "distill", MultitaskDistillation, {"teacher_adapter": str(teacher)}, cfg.sources, cfg.distill
-        )
-        distill = self.sweep_dir / "distill" / f"lr{chosen['distill']:g}" / "adapter"
+        chosen: dict[str, float] = {}
+        if "teacher" in stages:
+            chosen["teacher"] = self._best(
+                "teacher", TeacherPromptTuning, {"prompt_length": cfg.prompt_length}, cfg.sources, cfg.teacher
+            )
+        if "distill" in stages:
+            lr = chosen.get("teacher") or cfg.teacher.model.get("learning_rate")
+            teacher = self.sweep_dir / "teacher" / f"lr{lr:g}" / "adapter"
+            chosen["distill"] = self._best(
+                "distill", MultitaskDistillation, {"teacher_adapter": str(teacher)}, cfg.sources, cfg.distill
+            )
+            metaprompt_adapter = str(self.sweep_dir / "distill" / f"lr{chosen['distill']:g}" / "adapter")
         targets = [s.name for s in resolve_tasks(cfg.targets, cfg.data.get("root"))][: self.sweep_targets]
         k = min(cfg.shots)
         at_k = {
             name: Stage(cfg.steps[k], dict(st.model), {**st.data, "k_shot": k})
             for name, st in (("target", cfg.target), ("prompt_tuning", cfg.prompt_tuning), ("LoRA", cfg.lora))
         }
-        chosen["target"] = self._best(
-            "target", TargetAdaptation, {"metaprompt_adapter": str(distill)}, targets, at_k["target"]
-        )
-        chosen["prompt_tuning"] = self._best(
-            "prompt_tuning", PromptTuning, {"prompt_length": cfg.prompt_length}, targets, at_k["prompt_tuning"]
-        )
-        chosen["LoRA"] = self._best("LoRA", LoRA, {}, targets, at_k["LoRA"])
+        if "target" in stages:
+            if metaprompt_adapter is None:
+                raise ValueError("sweep: the target stage needs a metaprompt adapter (sweep distill too, or pass one)")
+            chosen["target"] = self._best(
+                "target", TargetAdaptation, {"metaprompt_adapter": metaprompt_adapter}, targets, at_k["target"]
+            )
+        if "prompt_tuning" in stages:
+            chosen["prompt_tuning"] = self._best(
+                "prompt_tuning", PromptTuning, {"prompt_length": cfg.prompt_length}, targets, at_k["prompt_tuning"]
+            )
+        if "LoRA" in stages:
+            chosen["LoRA"] = self._best("LoRA", LoRA, {}, targets, at_k["LoRA"])
         self._write(chosen)
         return chosen
 

@@ -72,7 +72,7 @@ def test_the_committed_ladder_config_parses_and_validates():
     from metaprompt.__main__ import parse_ladder_config
 
     yaml = Path(__file__).resolve().parents[1] / "lightning_configs" / "ladder.yaml"
-    config = parse_ladder_config(["-c", str(yaml), "--pipeline.max_minutes", "30"])
+    config, _ = parse_ladder_config(["-c", str(yaml), "--pipeline.max_minutes", "30"])
     assert config.max_minutes == 30 and config.shots == {16: [0, 1, 2], 64: [0]}
     assert isinstance(config.teacher, Stage) and config.data["max_eval_per_task"] == {"ranked": 200, "generated": 100}
     Ladder(config)  # steps cover every k

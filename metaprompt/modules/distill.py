@@ -50,7 +50,7 @@ class MultitaskDistillation(PromptModule):
             a folder, or ``False`` (teacher forward in every step). Rebuilt when its fingerprint (teacher
             prompts, backbone, τ, k, layers) does not match.
         teacher_cache_topk: k, teacher log-probabilities kept per target token (the vocabulary size: exact KL;
-            smaller: the teacher renormalised over its top k, see ``losses.topk_kl``).
+            smaller: a (k+1)-way KL over the top k plus a tail bucket, see ``losses.topk_kl``).
         **kwargs: See :class:`PromptModule`.
     """
 

@@ -18,6 +18,10 @@ from pathlib import Path
 WORKER = Path(__file__).resolve().parent / "worker.py"
 REPO = Path(__file__).resolve().parents[2]
 WORLD_SIZE = 2
+# Left in os.environ by earlier in-process tests (LightningCLI's seed_everything); the ranks would inherit
+# them (Lightning re-seeds every rank at each Trainer's set-up then), so a launch would not see the same
+# environment alone as in the full suite.
+NOT_INHERITED = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")
 
 
 def free_port() -> int:
@@ -37,18 +41,33 @@ def _kill(procs: list[subprocess.Popen]) -> None:
         p.wait()
 
 
-def launch(args: list[str], timeout: float, log_dir: Path) -> tuple[list[int | None], str]:
-    """Run ``worker.py args`` on ranks 0 and 1.
+def _describe(code: int | None) -> str:
+    if code is None:
+        return "still running, SIGKILLed"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit {code}"
+
+
+def launch(
+    args: list[str], timeout: float, log_dir: Path, script: Path = WORKER
+) -> tuple[list[int | None], str, str]:
+    """Run ``script args`` (default ``worker.py``) on ranks 0 and 1.
 
     Returns:
-        Their exit codes (negative: killed by that signal; None: still running at the deadline, then
-        SIGKILLed) and the tail of the log of the first rank that failed (rank 0's if none did).
+        Their exit codes (negative: killed by that signal; None: still running when the launcher stopped
+        waiting, then SIGKILLed), one line saying why it stopped (the deadline, or which rank failed
+        first, after how long) and the log of the first rank that failed (rank 0's if none did).
     """
     log_dir.mkdir(parents=True, exist_ok=True)
     port, procs, logs = free_port(), [], []
+    inherited = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
     for rank in range(WORLD_SIZE):
         env = {
-            **os.environ,
+            **inherited,
             "MASTER_ADDR": "127.0.0.1",
             "MASTER_PORT": str(port),
             "WORLD_SIZE": str(WORLD_SIZE),
@@ -67,7 +86,7 @@ def launch(args: list[str], timeout: float, log_dir: Path) -> tuple[list[int | N
         logs.append(log)
         procs.append(
             subprocess.Popen(
-                [sys.executable, str(WORKER), *args],
+                [sys.executable, str(script), *args],
                 cwd=REPO,
                 env=env,
                 stdout=log,
@@ -75,10 +94,10 @@ def launch(args: list[str], timeout: float, log_dir: Path) -> tuple[list[int | N
                 start_new_session=True,  # own process group: killpg reaches DeepSpeed/gloo children too
             )
         )
-    deadline = time.monotonic() + timeout
+    start = time.monotonic()
     codes: list[int | None] = [None] * WORLD_SIZE
     try:
-        while time.monotonic() < deadline:
+        while time.monotonic() < start + timeout:
             codes = [p.poll() for p in procs]
             if all(c is not None for c in codes) or any(c not in (None, 0) for c in codes):
                 break
@@ -87,5 +106,13 @@ def launch(args: list[str], timeout: float, log_dir: Path) -> tuple[list[int | N
         _kill(procs)  # the survivors of a failed rank would wait for it until the process-group timeout
         for log in logs:
             log.close()
-    failed = next((rank for rank, c in enumerate(codes) if c not in (None, 0)), 0)
-    return codes, (log_dir / f"rank{failed}.log").read_text(errors="replace")
+    elapsed = time.monotonic() - start
+    failed = next((rank for rank, c in enumerate(codes) if c not in (None, 0)), None)
+    if failed is not None:
+        why = f"rank {failed} failed first, after {elapsed:.0f} s"
+    elif None in codes:
+        why = f"the {timeout:.0f} s deadline passed"
+    else:
+        why = f"both ranks exited, after {elapsed:.0f} s"
+    status = f"{why}: " + ", ".join(f"rank {r} {_describe(c)}" for r, c in enumerate(codes))
+    return codes, status, (log_dir / f"rank{failed or 0}.log").read_text(errors="replace")

@@ -27,7 +27,7 @@ import torch.distributed as dist
 from stages import EXTRA, STEPS, data_module, stage_module
 
 import metaprompt.modules.base as base_module
-from metaprompt.scale import FSDP2Strategy, consolidate, full_adapter, zero_stage
+from metaprompt.scale import FSDP2Strategy, consolidate, full_adapter, release_process_group, zero_stage
 from metaprompt.scale.zero import is_zero3_param
 
 TIMEOUT = timedelta(seconds=60)  # collectives fail instead of hanging forever
@@ -192,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         for stage in stages.split(","):
             out = run_stage(args, stage, backbones[name], Path(args.out) / name / stage, dm, upstream)
             upstream[stage] = out["adapter"]
+    # Join gloo's threads while Python is alive: left to interpreter shutdown, one of them can free the last
+    # all_gather_object's tensors too late and abort this rank after a successful run (metaprompt.scale.release_process_group).
+    release_process_group()
     return 0
 
 
