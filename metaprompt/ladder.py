@@ -59,8 +59,8 @@ class LadderConfig(PipelineConfig):
         ablation_shots: k of the ablation runs.
         ablation_seeds: Seeds of the ablation runs.
         max_minutes: Stop starting new runs after this many minutes (rerun to continue); None: no limit.
-        rungs: Which parts to run now: ``sources`` (teachers, students: rungs a, b, and every distillation)
-            and/or ``targets`` (rungs c-e; needs the sources' adapters).
+        rungs: Which parts to run now: ``sources`` (teacher and main student: rungs a, b) and/or
+            ``targets`` (rungs c-e, the ablations' distillations included; needs the sources' adapters).
     """
 
     shots: dict[int, list[int]] = field(default_factory=lambda: {16: [0, 1, 2], 64: [0]})
@@ -123,7 +123,7 @@ class Ladder(Pipeline):
         return (cfg.backbone, cfg.prompt_length, cfg.data, cfg.max_new_tokens)
 
     def _sources(self, run: bool = True) -> None:
-        """Rungs a and b (and every distillation); with ``run=False`` only the keys and folders are set."""
+        """Rungs a and b; with ``run=False`` only the keys and folders are set."""
         cfg, base = self.config, self._base()
         self.teacher_key = self._key(base, cfg.sources, asdict(cfg.teacher))
         self._distill_keys()
@@ -137,13 +137,16 @@ class Ladder(Pipeline):
             "teacher", self.teacher_key, TeacherPromptTuning, {"prompt_length": cfg.prompt_length}, cfg.sources,
             cfg.teacher, self.out / "teacher", True, 0, ValidationAsTest,
         )  # fmt: skip
-        kw = {"teacher_adapter": str(self.out / "teacher" / "adapter")}
-        for variant, (key, folder, stage) in self.distill_keys.items():
-            # the main student is scored on the sources (rung b); ablations only on the targets
-            self._run(
-                f"distill{'-' + slug(variant) if variant else ''}", key, MultitaskDistillation, kw, cfg.sources,
-                stage, folder, not variant, 0, ValidationAsTest,
-            )  # fmt: skip
+        self._distill("")
+
+    def _distill(self, variant: str) -> None:
+        """One distillation: the main student (scored on the sources: rung b) or an ablation (targets only)."""
+        key, folder, stage = self.distill_keys[variant]
+        self._run(
+            f"distill{'-' + slug(variant) if variant else ''}", key, MultitaskDistillation,
+            {"teacher_adapter": str(self.out / "teacher" / "adapter")}, self.config.sources, stage, folder,
+            not variant, 0, ValidationAsTest,
+        )  # fmt: skip
 
     def _distill_keys(self) -> None:
         cfg = self.config
@@ -177,8 +180,9 @@ class Ladder(Pipeline):
         for _, k, seed in plan:  # seed index first: every k's first seed before any second seed
             for task in tasks:
                 self._adapted(task, self.out / "targets" / task, k, seed)
-        for seed in cfg.ablation_seeds:
+        for seed in cfg.ablation_seeds:  # ablations last: each distils its own metaprompt first
             for variant in cfg.ablations:
+                self._distill(variant)
                 key, folder, _ = self.distill_keys[variant]
                 for task in tasks:
                     self._adapt(

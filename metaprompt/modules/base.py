@@ -243,9 +243,12 @@ class PromptModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         groups = self.param_groups()
-        if not self.isolate_task_updates:
-            groups = [{**g, "task_indexed": False} for g in groups]
-        opt = TaskAdamW(groups, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay)
+        hp = self.hparams
+        if self.isolate_task_updates:
+            opt = TaskAdamW(groups, lr=hp.learning_rate, weight_decay=hp.weight_decay)
+        else:  # rows not visible (ZeRO, FSDP2): torch's AdamW, the same maths, and one DeepSpeed accepts
+            groups = [{k: v for k, v in g.items() if k != "task_indexed"} for g in groups]
+            opt = torch.optim.AdamW(groups, lr=hp.learning_rate, weight_decay=hp.weight_decay)
         warmup = max(int(self.hparams.warmup_steps), 0)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / (warmup + 1)))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
@@ -355,7 +358,7 @@ class PromptModule(L.LightningModule):
             self.tokenizer.pad_token_id,
             synced_gpus=self._synced_gpus(),
             task_ids=task_ids,
-            fast=getattr(self, "fast_paths", None),
+            fast=self.fast_paths,
         )
         uids = [batch["uids"][i] for i in rows]
         return [(uid, self.tokenizer.decode(ids, skip_special_tokens=True)) for uid, ids in zip(uids, generated)]

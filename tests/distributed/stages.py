@@ -64,6 +64,7 @@ def reference_adapter(
     upstream: dict[str, str],
     rank_batches: list[list[dict]],
     out: Path,
+    isolate_task_updates: bool = True,
 ) -> Path:
     """Replay the ranks' batches in one process and export the adapter.
 
@@ -76,6 +77,8 @@ def reference_adapter(
         raise ValueError(f"ranks trained on different numbers of batches: {[len(b) for b in rank_batches]}")
     replay = [batches[t] for t in range(steps) for batches in rank_batches]
     module = stage_module(stage, backbone, task_names, upstream)
+    # ZeRO and FSDP2 hide the task rows from TaskAdamW (metaprompt.optim): replay their plain-AdamW update
+    module.isolate_task_updates = isolate_task_updates
     trainer = L.Trainer(
         accelerator="cpu",
         devices=1,

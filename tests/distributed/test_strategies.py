@@ -102,7 +102,15 @@ def test_adapter_equals_a_single_process_run(run, setup, name, stage, tmp_path):
     batches = load_batches(folder)
     assert len(batches[0]) == STEPS + EXTRA
     reference = load_adapter(
-        reference_adapter(stage, backbone, setup["task_names"], upstream, batches, tmp_path / "reference")
+        reference_adapter(
+            stage,
+            backbone,
+            setup["task_names"],
+            upstream,
+            batches,
+            tmp_path / "reference",
+            isolate_task_updates=run["strategy"] == "ddp",
+        )
     )[0]
     consolidated, config = load_adapter(folder / "adapter_consolidated")
     live, _ = load_adapter(folder / "adapter_live")
