@@ -3,7 +3,7 @@
 The stages stay strategy-agnostic; ``PromptModule.configure_model`` calls into this package:
 
 * ``strategies``: which strategy shards what (``zero_stage``, ``is_fsdp2``, ``params_are_sharded``);
-  ``FSDP2Strategy`` (FSDP2 over all ranks).
+  ``FSDP2Strategy`` (FSDP2 over all ranks); ``release_process_group`` (call before a rank exits).
 * ``zero``: live ``HfDeepSpeedConfig``, ``gathered`` parameters, adapters built outside ``zero.Init``.
 * ``fsdp2``: ``parallelize`` (frozen layers sharded, adapters in their own units).
 * ``export``: ``full_adapter`` — whole adapter tensors on every rank for ``export_adapter``.
@@ -13,7 +13,13 @@ The stages stay strategy-agnostic; ``PromptModule.configure_model`` calls into t
 from metaprompt.scale.consolidation import consolidate, read_checkpoint
 from metaprompt.scale.export import adapter_parameters, full_adapter
 from metaprompt.scale.fsdp2 import parallelize
-from metaprompt.scale.strategies import FSDP2Strategy, is_fsdp2, params_are_sharded, zero_stage
+from metaprompt.scale.strategies import (
+    FSDP2Strategy,
+    is_fsdp2,
+    params_are_sharded,
+    release_process_group,
+    zero_stage,
+)
 from metaprompt.scale.zero import full_numel, full_shape, gathered, outside_zero_init, zero3_hf_config
 
 __all__ = [
@@ -29,6 +35,7 @@ __all__ = [
     "parallelize",
     "params_are_sharded",
     "read_checkpoint",
+    "release_process_group",
     "zero3_hf_config",
     "zero_stage",
 ]

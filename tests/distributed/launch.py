@@ -52,9 +52,7 @@ def _describe(code: int | None) -> str:
     return f"exit {code}"
 
 
-def launch(
-    args: list[str], timeout: float, log_dir: Path, script: Path = WORKER
-) -> tuple[list[int | None], str, str]:
+def launch(args: list[str], timeout: float, log_dir: Path, script: Path = WORKER) -> tuple[list[int | None], str, str]:
     """Run ``script args`` (default ``worker.py``) on ranks 0 and 1.
 
     Returns:

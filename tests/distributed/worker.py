@@ -192,11 +192,17 @@ def main(argv: list[str] | None = None) -> int:
         for stage in stages.split(","):
             out = run_stage(args, stage, backbones[name], Path(args.out) / name / stage, dm, upstream)
             upstream[stage] = out["adapter"]
-    # Join gloo's threads while Python is alive: left to interpreter shutdown, one of them can free the last
-    # all_gather_object's tensors too late and abort this rank after a successful run (metaprompt.scale.release_process_group).
+    # Join gloo's threads while Python is alive: left to the interpreter's shutdown, one of them can free the
+    # last all_gather_object's tensors too late and abort this rank after a successful run (issue 10; see
+    # metaprompt.scale.release_process_group). Enough under DDP, as for a user's `metaprompt fit`.
     release_process_group()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # FSDP2's modules and DeepSpeed's engine/groups still hold their process groups, so their gloo threads
+    # survive release_process_group: skip the interpreter shutdown they can crash (everything is written).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
