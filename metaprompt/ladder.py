@@ -89,13 +89,13 @@ class Ladder(Pipeline):
             raise ValueError(f"ladder: steps has no entry for k = {missing} (steps: {config.steps})")
         self.started = time.monotonic()
 
-    def _run(self, name: str, *args, **kwargs) -> dict:
+    def _run(self, name, key, module_cls, module_kw, tasks, stage, folder, test, seed=0, data_cls=MultitaskDataModule):
+        """:meth:`Pipeline._run` within the chunk's time, with the prompt text dropped from its predictions."""
         record = self.out / "done" / f"{name.replace('/', '__')}.json"
         limit = self.config.max_minutes
         if limit is not None and not record.is_file() and time.monotonic() - self.started > 60 * limit:
             raise OutOfTime(name)
-        result = super()._run(name, *args, **kwargs)
-        folder = args[5]
+        result = super()._run(name, key, module_cls, module_kw, tasks, stage, folder, test, seed, data_cls)
         strip_inputs(folder / "predictions.jsonl")
         return result
 

@@ -13,18 +13,19 @@ import json
 import statistics
 from pathlib import Path
 
-from metaprompt.evaluation.bootstrap import paired_bootstrap
+from metaprompt.evaluation.bootstrap import FAMILY_METRICS, paired_bootstrap, stats_family
 from metaprompt.evaluation.evaluator import PRIMARY_METRIC, PRIMARY_OVERRIDES
 
 SYSTEM_ORDER = ("backbone zero-shot", "metaprompt zero-shot", "metaprompt adapted", "prompt tuning", "LoRA")
 COLUMNS = ("role", "task", "system", "k", "seed", "score", "ci_low", "ci_high", "n_test", "scoring")
 
 
-def primary(task: str, kind: str) -> str:
-    """The metric behind ``<task>/score`` for one answer kind (as ``TaskEvaluator.primary_metric``)."""
+def primary(task: str, row: dict) -> str:
+    """The metric behind ``<task>/score`` for one example's kind, the rule of ``TaskEvaluator.primary_metric``:
+    the task's override where the kind's metric computes it (read off the row's statistics), else the
+    kind's default."""
     override = PRIMARY_OVERRIDES.get(task)
-    family_ok = override in ("macro_f1", "accuracy") and kind in ("nli", "yes_no_maybe")
-    return override if family_ok else PRIMARY_METRIC[kind]
+    return override if override in FAMILY_METRICS[stats_family(row["stats"])] else PRIMARY_METRIC[row["kind"]]
 
 
 class Run:
@@ -79,7 +80,7 @@ def collect(out: Path) -> list[Run]:
 def paired(a: Run, b: Run, task: str) -> tuple[float, float, float]:
     """``score(a) - score(b)`` on ``task`` with its paired 95% bootstrap interval."""
     rows_a, rows_b = a.rows(task), b.rows(task)
-    kinds = {row["kind"]: primary(task, row["kind"]) for row in rows_a}
+    kinds = {row["kind"]: primary(task, row) for row in rows_a}
     iv = paired_bootstrap(rows_a, rows_b, kinds)
     return iv.estimate, iv.low, iv.high
 

@@ -15,6 +15,18 @@ import pytest  # noqa: E402
 from metaprompt.tasks.catalog import default_data_root  # noqa: E402
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's tests (tiny matmuls: threads only add contention); use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def data_root():
     """The real data root (../shared/data or $METAPROMPT_DATA); skips the test when absent."""

@@ -49,7 +49,7 @@ def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den > 0)
 
 
-def _family(stats: Mapping[str, Any]) -> str:
+def stats_family(stats: Mapping[str, Any]) -> str:
     if set(_SET) <= set(stats):
         return "set"
     if "gold" in stats:
@@ -121,7 +121,7 @@ def scores_for_counts(rows: Sequence[Mapping[str, Any]], primary: Mapping[str, s
             raise ValueError(f"bootstrap: no primary metric given for kind {kind!r} (got {sorted(primary)})")
         idx = [i for i, row in enumerate(rows) if row["kind"] == kind]
         stats = [rows[i]["stats"] for i in idx]
-        family = _family(stats[0])
+        family = stats_family(stats[0])
         kind_counts = counts[:, idx]  # [R, n_kind]
         n = kind_counts.sum(1)
         score = _metric(kind_counts @ _design(stats, family), n, family, primary[kind])

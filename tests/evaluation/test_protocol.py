@@ -11,7 +11,6 @@ import json
 
 import lightning as L
 import pytest
-import torch
 
 from metaprompt.data import MultitaskDataModule
 from metaprompt.evaluation import bootstrap_ci
@@ -21,12 +20,7 @@ from metaprompt.modules.backbone_only import BackboneOnly
 N = 4  # test examples per task
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run_test(module_cls, tasks, tmp_path, **kw):
