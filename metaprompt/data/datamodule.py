@@ -234,6 +234,11 @@ class MultitaskDataModule(L.LightningDataModule):
                 }
                 if ds is not None and hp.drop_over_length:
                     ds = ds.filter(lambda r: not r["over_length"])
+                if ds is not None and len(ds) and split != "train":
+                    # Evaluation order: longest prompt first within the task, so eval batches hold rows
+                    # of similar length (less padding in the prefill, which dominates scoring cost);
+                    # ties keep the sample's order. Scores do not depend on order.
+                    ds = ds.select(sorted(range(len(ds)), key=lambda i, n=ds["prompt_ids"]: -len(n[i])))
                 if ds is not None and len(ds):
                     parts[split].append(ds)
         self.splits = {s: datasets.concatenate_datasets(p) for s, p in parts.items() if p}

@@ -26,7 +26,7 @@ from typing import Any
 from torch import nn
 
 from metaprompt.evaluation.metrics import LabelAccuracyF1, MatchAccuracy, SetF1, TextOverlap
-from metaprompt.tasks.records import TASK_TYPES, QaRecord, Record
+from metaprompt.tasks.records import TASK_TYPES, QaRecord, Record, RelationRecord
 from metaprompt.tasks.verbalizers.qa import YES_NO_MAYBE
 
 QA_KINDS: tuple[str, ...] = ("yes_no_maybe", "multiple_choice", "free_text")
@@ -67,10 +67,13 @@ def kind_of(record: Record) -> str:
 
 
 def label_like(record: Record) -> bool:
-    """Whether the record's answer is one of a known list (NLI labels, yes/no/maybe, options).
+    """Whether the record's answer is one of a known list (NLI labels, yes/no/maybe, options, or a
+    candidate pair's relation vs none).
 
     Multiple choice without options and NLI without a label space are not (nothing to rank).
     """
+    if isinstance(record, RelationRecord):
+        return record.candidate is not None
     if isinstance(record, QaRecord):
         return record.kind == "yes_no_maybe" or (record.kind == "multiple_choice" and bool(record.options))
     return record.task_type == "nli" and bool(getattr(record, "label_space", ()))

@@ -61,7 +61,7 @@ def task_report(
         by_task.setdefault(row["task"], []).append(row)
     out: dict[str, Any] = {}
     for task, scoring in task_scoring(rows).items():
-        task_rows = by_task[task]
+        task_rows = sorted(by_task[task], key=lambda row: row["uid"])  # the interval must not depend on batch order
         kinds = {row["kind"]: primary(task, row["kind"]) for row in task_rows}
         ci = bootstrap_ci(task_rows, kinds, n_resamples=n_resamples, seed=seed)
         out.update(

@@ -5,7 +5,8 @@ given ``(soft prompt + prompt)`` and the argmax is the prediction; nothing is ge
 
 Candidates are the training targets the record *would* have with each answer: the verbalizer's
 ``target`` of a copy of the record whose gold answer is that candidate (NLI: each label of the record's
-label space; yes/no/maybe: each choice; multiple choice: each option, as ``"B. option text"``),
+label space; yes/no/maybe: each choice; multiple choice: each option, as ``"B. option text"``;
+a candidate-pair relation record (gad, pgr): its candidate triple and ``None``),
 tokenised by the data module's :class:`~metaprompt.data.encoding.PromptEncoder` exactly as a training
 target (its own tokenizer call, then the end-of-answer token). All candidates of an example share one
 prompt, cut for the longest candidate, so the context never depends on which answer is gold. Each
@@ -34,7 +35,7 @@ import torch
 from metaprompt.data.collate import IGNORE_INDEX, CausalLMCollator
 from metaprompt.data.encoding import PromptEncoder
 from metaprompt.evaluation.evaluator import label_like
-from metaprompt.tasks.records import NliRecord, QaRecord, Record
+from metaprompt.tasks.records import NliRecord, QaRecord, Record, RelationRecord
 from metaprompt.tasks.verbalizers.base import Verbalizer
 from metaprompt.tasks.verbalizers.qa import YES_NO_MAYBE
 
@@ -117,6 +118,8 @@ def _alternatives(record: Record, verbalizer: Verbalizer) -> list[Record]:
     """Copies of ``record`` whose gold answer is each allowed answer in turn."""
     if isinstance(record, NliRecord):
         return [dataclasses.replace(record, label=label) for label in verbalizer.label_space(record)]
+    if isinstance(record, RelationRecord) and record.candidate is not None:  # the pair's relation, or none
+        return [dataclasses.replace(record, relations=(record.candidate,)), dataclasses.replace(record, relations=())]
     if isinstance(record, QaRecord):
         choices = record.options if record.kind == "multiple_choice" else (record.options or YES_NO_MAYBE)
         return [dataclasses.replace(record, answers=(c,)) for c in choices or ()]

@@ -27,10 +27,18 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from metaprompt.backbones import load_backbone
 from metaprompt.evaluation import PredictionTable, TaskEvaluator
 from metaprompt.evaluation.examples import gather_rows, task_report, write_jsonl
-from metaprompt.evaluation.ranking import Ranked, build_candidates, candidate_batches, rank, token_logprobs
+from metaprompt.evaluation.ranking import (
+    Candidates,
+    Ranked,
+    build_candidates,
+    candidate_batches,
+    rank,
+    token_logprobs,
+)
 from metaprompt.fastpaths import FastPaths
-from metaprompt.modules.forward import ForwardOut, generate, prompted_forward
+from metaprompt.modules.forward import ForwardOut, candidate_logprobs, decoder_and_head, generate, prompted_forward
 from metaprompt.optim import TaskAdamW
+from metaprompt.prompts.prefix import supports_shared_prefix
 from metaprompt.scale import full_numel, full_shape, is_fsdp2, outside_zero_init, params_are_sharded, zero_stage
 from metaprompt.scale.consolidation import MODULE_KEY
 from metaprompt.scale.fsdp2 import parallelize
@@ -70,10 +78,11 @@ class PromptModule(L.LightningModule):
         seed: Seed for prompt init.
         fast_paths: :class:`~metaprompt.fastpaths.FastPaths` switches, e.g. ``{"shared_prefix": false}``
             (default: every exact speed-up on); every stage honours them.
-        label_scoring: How label-like answers (NLI labels, yes/no/maybe, multiple choice) are scored:
-            ``"ranked"`` picks the allowed answer with the highest log-likelihood
-            (``metaprompt.evaluation.ranking``), ``"generated"`` parses the greedy generation. NER, RE,
-            free-text QA and summarization are always generated.
+        label_scoring: How label-like answers (NLI labels, yes/no/maybe, multiple choice, a candidate
+            pair's relation vs none) are scored: ``"ranked"`` picks the allowed answer with the highest
+            log-likelihood (``metaprompt.evaluation.ranking``; each context encoded once per example),
+            ``"generated"`` parses the greedy generation. NER, open RE, free-text QA and summarization
+            are always generated.
     """
 
     def __init__(
@@ -278,9 +287,13 @@ class PromptModule(L.LightningModule):
         self._examples: list[dict] = []  # every test example's record (predictions.jsonl)
 
     def _eval_step(self, batch: dict, prefix: str) -> None:
-        out = self.forward(batch, need_logits=False)
-        self.log(f"{prefix}/loss", out.loss, batch_size=len(batch["task_ids"]), sync_dist=True)
-        if not self.hparams.generate_eval or self.evaluator is None:
+        scoring = self.hparams.generate_eval and self.evaluator is not None
+        if prefix == "val" or not scoring:
+            # Test scores come from ranking/generation; a loss pass there would cost a whole extra
+            # forward per batch (~1/3 of evaluation on CPU), so only validation logs the loss.
+            out = self.forward(batch, need_logits=False)
+            self.log(f"{prefix}/loss", out.loss, batch_size=len(batch["task_ids"]), sync_dist=True)
+        if not scoring:
             return
         dm = self.trainer.datamodule
         ranked = self._rank_batch(batch) if self.hparams.label_scoring == "ranked" else {}
@@ -323,6 +336,10 @@ class PromptModule(L.LightningModule):
             if c is not None:
                 candidates.append(c)
                 task_ids.append(task_id)
+        if not candidates:
+            return {}
+        if not self._synced_gpus() and self._context_cache_ok():
+            return {r.uid: r for r in rank(candidates, self._cached_logprobs(candidates, task_ids))}
         per_row: list[torch.Tensor] = []
         batches = candidate_batches(candidates, task_ids, self.tokenizer.pad_token_id, RANK_ROWS)
         for b in batches:
@@ -335,6 +352,32 @@ class PromptModule(L.LightningModule):
             for _ in range(int(calls) - len(batches)):
                 self.forward(batch)  # output discarded
         return {r.uid: r for r in rank(candidates, per_row)}
+
+    def _context_cache_ok(self) -> bool:
+        """Whether ranked scoring may encode each context once (plain attention cache layers)."""
+        return supports_shared_prefix(decoder_and_head(self.backbone)[0])
+
+    def _cached_logprobs(self, candidates: list[Candidates], task_ids: list[int]) -> list[torch.Tensor]:
+        """Per candidate row, its token log-probs: contexts encoded once, about ``RANK_ROWS`` rows a call."""
+        per_row: list[torch.Tensor] = []
+        start = 0
+        while start < len(candidates):
+            stop, rows = start, 0
+            while stop < len(candidates) and (stop == start or rows + len(candidates[stop].target_ids) <= RANK_ROWS):
+                rows += len(candidates[stop].target_ids)
+                stop += 1
+            chunk = candidates[start:stop]
+            tasks = torch.tensor(task_ids[start:stop], device=self.device)
+            per_row += candidate_logprobs(
+                self.backbone,
+                [c.prompt_ids for c in chunk],
+                self.prompt_for(tasks),
+                [list(c.target_ids) for c in chunk],
+                self.tokenizer.pad_token_id,
+                fast=self.fast_paths,
+            )
+            start = stop
+        return per_row
 
     def _generate_texts(self, batch: dict, rows: list[int] | None = None) -> list[tuple[str, str]]:
         """Greedy decoding of an eval batch (or of its ``rows``): ``(uid, generated text)`` per row.

@@ -71,11 +71,18 @@ class NerRecord(Record):
 
 @dataclass(frozen=True)
 class RelationRecord(Record):
-    """Relation extraction: ``text``, its entities and typed triples (empty for negatives)."""
+    """Relation extraction: ``text``, its entities and typed triples (empty for negatives).
+
+    ``candidate`` is set by candidate-pair corpora (gad, pgr: one row = one entity pair to classify):
+    the one relation this pair may hold, so the answer is either it or none. Such records are label-like
+    (scored by ranking the two answers, as BLURB scores GAD by the positive class's F1); records without
+    a candidate are open extraction and are scored by generation.
+    """
 
     text: str = ""
     entities: tuple[Entity, ...] = ()
     relations: tuple[Relation, ...] = ()
+    candidate: Relation | None = None
     task_type: ClassVar[str] = "re"
 
     def structure(self) -> tuple[tuple[str, str, str], ...]:

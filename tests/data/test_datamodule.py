@@ -79,14 +79,20 @@ def test_eval_sample_is_fixed_by_eval_seed_not_by_the_training_seed(data_root, t
 
 
 def test_eval_caps_by_scoring_kind(data_root, tmp_path):
-    """rqe (NLI) and head_qa (multiple choice) are ranked, gad (RE) is generated; task names win."""
+    """rqe (NLI), head_qa (multiple choice), gad (a pair's relation) are ranked, bioinfer (open RE) is
+    generated; task names win."""
     caps = {"ranked": 6, "generated": 3}
     dm = MultitaskDataModule(
-        tasks="gad,rqe,head_qa", backbone="tiny-llama", max_length=256, k_shot=0, max_eval_per_task=caps,
+        tasks="gad,rqe,head_qa,bioinfer", backbone="tiny-llama", max_length=256, k_shot=0, max_eval_per_task=caps,
         cache_dir=str(tmp_path),
     )  # fmt: skip
     dm.setup("test")
-    assert {t: dm.report[t]["test"]["examples"] for t in dm.task_names} == {"gad": 3, "rqe": 6, "head_qa": 6}
+    assert {t: dm.report[t]["test"]["examples"] for t in dm.task_names} == {
+        "gad": 6,
+        "rqe": 6,
+        "head_qa": 6,
+        "bioinfer": 3,
+    }
     assert dm.eval_cap("rqe", [dm.records[u] for u in dm.splits["test"]["uid"] if dm.task_of(u) == "rqe"]) == 6
     by_name = MultitaskDataModule(tasks="rqe", backbone="tiny-llama", max_eval_per_task={"rqe": 2, "ranked": 6})
     assert by_name.eval_cap("rqe", []) == 2

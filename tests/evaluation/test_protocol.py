@@ -1,6 +1,7 @@
 """The evaluation protocol end to end: ``trainer.test`` on real targets with a tiny random backbone.
 
-Label-like tasks (rqe: NLI, head_qa: multiple choice) are ranked, gad (RE) is generated; metrics.json
+Label-like tasks (rqe: NLI, head_qa: multiple choice, gad: one candidate pair's relation or none) are
+ranked, bioinfer (open RE) is generated; metrics.json
 says which, with a bootstrap interval and n per task; predictions.jsonl holds every test example with
 the statistics that reproduce the reported score.
 """
@@ -41,13 +42,13 @@ def run_test(module_cls, tasks, tmp_path, **kw):
 
 
 def test_ranked_and_generated_tasks_report_scoring_intervals_and_every_example(data_root, tmp_path):
-    module, metrics, rows = run_test(PromptTuning, "rqe,head_qa,gad", tmp_path, prompt_length=4)
-    scoring = {"rqe": "ranked", "head_qa": "ranked", "gad": "generated"}
+    module, metrics, rows = run_test(PromptTuning, "rqe,head_qa,gad,bioinfer", tmp_path, prompt_length=4)
+    scoring = {"rqe": "ranked", "head_qa": "ranked", "gad": "ranked", "bioinfer": "generated"}
     for task, how in scoring.items():
         assert metrics[f"{task}/scoring"] == how == module.last_test_scores[f"{task}/scoring"]
         assert metrics[f"{task}/n_test"] == N
         assert metrics[f"{task}/ci_low"] <= metrics[f"{task}/score"] <= metrics[f"{task}/ci_high"]
-    assert len(rows) == 3 * N and len({r["uid"] for r in rows}) == 3 * N  # every example, not the table's 8
+    assert len(rows) == 4 * N and len({r["uid"] for r in rows}) == 4 * N  # every example, not the table's 8
     for row in rows:
         assert row["scoring"] == scoring[row["task"]]
         if row["scoring"] == "generated":
@@ -62,6 +63,10 @@ def test_ranked_and_generated_tasks_report_scoring_intervals_and_every_example(d
         if row["task"] == "rqe":
             assert sorted(c["answer"] for c in cands) == ["false", "true"]
             assert row["stats"]["correct"] == int(row["prediction"] == row["reference"])
+        elif row["task"] == "gad":  # the pair's triple or none, counted like a generated triple set
+            assert [c["text"] for c in cands] == ["@GENE$ | associated_with | @DISEASE$", "None"]
+            predicted, gold = len(row["prediction"]), int(row["reference"] != "None")
+            assert row["stats"] == {"tp": predicted * gold, "fp": predicted * (1 - gold), "fn": (1 - predicted) * gold}
         else:
             assert len(cands) in (4, 5) and cands[0]["text"].startswith("A. ")
             assert row["stats"]["correct"] == int(best["text"] == row["reference"])

@@ -159,3 +159,63 @@ def test_forward_rows_out_of_order_are_caught():
     assert [t.shape[0] for t in token_logprobs(logits, torch.tensor([7, 0, 8, 9, 0]), batch)] == [2, 3]
     with pytest.raises(ValueError, match="row order"):
         token_logprobs(logits, torch.tensor([8, 9, 0, 7, 0]), batch)
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt-oss"])
+def test_context_encoded_once_gives_the_concatenated_log_probs(name):
+    """``candidate_logprobs`` (context KV cache shared by an example's candidates) == one full forward per
+    candidate; contexts of different lengths (left padding) and wider than gpt-oss's sliding window."""
+    from metaprompt.modules.forward import candidate_logprobs
+
+    model, _ = load_backbone(name)
+    model.eval().requires_grad_(False)
+    with torch.no_grad():  # sharper attention: a wrong position or mask changes the scores visibly
+        for param_name, p in model.named_parameters():
+            if param_name.endswith(("q_proj.weight", "k_proj.weight", "o_proj.weight")):
+                p.mul_(8.0)
+    gen = torch.Generator().manual_seed(0)
+    vocab = model.config.vocab_size
+    contexts = [torch.randint(3, vocab, (n,), generator=gen).tolist() for n in (90, 7, 33)]
+    candidates = [
+        [torch.randint(3, vocab, (n,), generator=gen).tolist() for n in lengths]
+        for lengths in ((1, 4), (3, 2, 5), (2,))
+    ]
+    soft = SoftPrompt(3, 4, model.config.hidden_size)
+    soft.initialize("sample_vocab", model.get_input_embeddings().weight, seed=2)
+    with torch.no_grad():
+        prompt = soft(torch.tensor([0, 1, 2]))
+        got = candidate_logprobs(model, contexts, prompt, candidates, pad_token_id=0)
+        expected = []
+        for i, (context, per) in enumerate(zip(contexts, candidates)):
+            for target in per:
+                ids = torch.tensor([context + target])
+                embeds = torch.cat([prompt[i : i + 1], model.get_input_embeddings()(ids)], dim=1)
+                logp = torch.log_softmax(model(inputs_embeds=embeds).logits[0].float(), -1)
+                start = prompt.shape[1] + len(context)
+                expected.append(torch.stack([logp[start + k - 1, t] for k, t in enumerate(target)]))
+        no_prompt = candidate_logprobs(model, contexts[:1], None, candidates[:1], pad_token_id=0)
+        plain = torch.log_softmax(model(torch.tensor([contexts[0] + candidates[0][1]])).logits[0].float(), -1)
+    assert [g.shape for g in got] == [e.shape for e in expected]
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, atol=1e-4, rtol=1e-4)
+    start = len(contexts[0])
+    torch.testing.assert_close(
+        no_prompt[1],
+        torch.stack([plain[start + k - 1, t] for k, t in enumerate(candidates[0][1])]),
+        atol=1e-4,
+        rtol=1e-4,
+    )
+
+
+def test_candidate_pair_relations_rank_the_pair_against_none(encoder):
+    """gad/pgr rows (one entity pair each) are label-like: the candidate triple or None, parsed as triples."""
+    from metaprompt.tasks.records import Relation, RelationRecord
+
+    pair = Relation("@GENE$", "associated_with", "@DISEASE$")
+    record = RelationRecord(uid="gad/test/1", origin="t", text="@GENE$ variants in @DISEASE$.", candidate=pair)
+    verbalizer = get_verbalizer("re", ("associated_with",))
+    cands = build_candidates(record, verbalizer, encoder)
+    assert cands.answers == ((("@GENE$", "associated_with", "@DISEASE$"),), ())
+    assert cands.texts == ("@GENE$ | associated_with | @DISEASE$", "None")
+    open_re = dataclasses.replace(record, candidate=None)  # open extraction: generated
+    assert build_candidates(open_re, verbalizer, encoder) is None

@@ -54,3 +54,17 @@ def test_every_record_round_trips(dataset_id):
     failures = [r.uid for r in records if verbalizer.parse(verbalizer.target(r), r) != r.structure()]
     assert not failures, f"{len(failures)} records do not round-trip, e.g. {failures[:3]}"
     assert all(verbalizer.target(r).strip() for r in records), "empty target"
+
+
+def test_every_reader_is_found_after_one_reader_module_was_imported_directly():
+    """Importing one reader module (as its tests do) must not hide the others from ``get_reader``."""
+    import subprocess
+    import sys
+
+    code = (
+        "import metaprompt.tasks.readers.relation_tsv\n"
+        "from metaprompt.tasks.readers import get_reader\n"
+        "print(get_reader('rqe').__module__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "metaprompt.tasks.readers.nli"

@@ -43,7 +43,7 @@ def excluded(dataset_id: str) -> dict[str, dict[str, str]]:
 
 def get_reader(dataset_id: str) -> Reader:
     """The registered reader of ``dataset_id``; imports every reader module on first use."""
-    if not READERS:
+    if dataset_id not in READERS:  # not "if READERS is empty": one reader module may be imported directly
         for mod in pkgutil.iter_modules(__path__):
             importlib.import_module(f"{__name__}.{mod.name}")
     if dataset_id not in READERS:

@@ -10,7 +10,8 @@ gad: ``sentence<TAB>label`` (train.tsv, no header) or ``index<TAB>sentence<TAB>l
 header). The sentence is kept exactly as in the file, with the masked mentions ``@GENE$`` and
 ``@DISEASE$`` (each must occur exactly once) as the entities (labels GENE, DISEASE, offsets of the
 placeholders). Label "1" gives ``Relation("@GENE$", "associated_with", "@DISEASE$")``, "0" none, any
-other value raises. uid ``gad/train/<line>`` (no row id in train) or ``gad/test/<index>``.
+other value raises; every row carries that relation as its ``candidate`` (scored by ranking it against
+none). uid ``gad/train/<line>`` (no row id in train) or ``gad/test/<index>``.
 
 pgr: header ``FILE_ID SENTENCE GENE PHENOTYPE ... RELATION`` (test.tsv adds a manual-review
 CONFIRMATION column, which is not applied: RELATION is the gold label, as the manifest's label counts
@@ -18,7 +19,8 @@ are; CONFIRMATION flags 'I' on 95 of 219 test rows). RELATION is compared case-i
 mixes TRUE/True and FALSE/False) and must be true or false. Entities: the GENE and PHENOTYPE mentions
 with their offsets, checked against the sentence. One known offset error in the original train.tsv
 (PMID 29179257, gene "AA" given at 21-23, which reads "ca"; the word "AA" is not in the sentence) is
-kept with offsets -1. Positive rows give ``Relation(gene, "associated_with", phenotype)``. Repeated
+kept with offsets -1. Positive rows give ``Relation(gene, "associated_with", phenotype)``, every row
+carries it as its ``candidate``. Repeated
 rows (15 in train, 3 in test, as in the source) are kept: the manifest's kept_rows count them. uid
 ``pgr/<split>/<PMID>-<line>``.
 
@@ -122,14 +124,15 @@ def read_gad_file(path: Path, split: str, header: bool) -> list[Record]:
         seen.add(row_id)
         gene = _placeholder(sentence, "@GENE$", "GENE", path, lineno)
         disease = _placeholder(sentence, "@DISEASE$", "DISEASE", path, lineno)
-        relations = (Relation(gene.text, ASSOCIATION, disease.text),) if label == "1" else ()
+        candidate = Relation(gene.text, ASSOCIATION, disease.text)
         records.append(
             RelationRecord(
                 uid=f"gad/{split}/{row_id}",
                 origin=f"{path.name}:{lineno}",
                 text=sentence,
                 entities=(gene, disease),
-                relations=relations,
+                relations=(candidate,) if label == "1" else (),
+                candidate=candidate,
             )
         )
     return records
@@ -169,13 +172,15 @@ def read_pgr_file(path: Path, split: str) -> list[Record]:
             raise DataFormatError(path, lineno, f"unknown RELATION {row['RELATION']!r}; expected True or False")
         gene = _pgr_mention(row, "GENE", path, lineno)
         phenotype = _pgr_mention(row, "PHENOTYPE", path, lineno)
+        candidate = Relation(gene.text, ASSOCIATION, phenotype.text)
         records.append(
             RelationRecord(
                 uid=f"pgr/{split}/{pmid}-{lineno}",
                 origin=f"{path.name}:{lineno}",
                 text=row["SENTENCE"],
                 entities=(gene, phenotype),
-                relations=(Relation(gene.text, ASSOCIATION, phenotype.text),) if label == "true" else (),
+                relations=(candidate,) if label == "true" else (),
+                candidate=candidate,
             )
         )
     return records
