@@ -165,20 +165,27 @@ class Pipeline:
             callbacks=[StepPrinter(name)],
         )
         result: dict[str, Any] = {}
+        timing = {}
         if stage.max_steps > 0:
+            tick = time.perf_counter()
             trainer.fit(model, datamodule=data)
             if hasattr(model, "export_adapter"):
                 model.export_adapter(str(folder / "adapter"))
+            timing["train_seconds"] = round(time.perf_counter() - tick, 1)
         if test:
+            tick = time.perf_counter()
             trainer.test(model, datamodule=data, verbose=False)
             result = dict(model.last_test_scores)
+            timing["eval_seconds"] = round(time.perf_counter() - tick, 1)
         if model.backbone is None:
             model.configure_model()
         result.update(model.parameter_counts())
+        result.update(timing)  # train (fit + export) and eval (test) separately; "seconds" is the whole run
         result["seconds"] = round(time.perf_counter() - start, 1)
         record.parent.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps({"key": key, "result": result}, indent=2, sort_keys=True))
-        print(f"[pipeline] {name}: done in {result['seconds']} s", flush=True)
+        split = ", ".join(f"{k.split('_')[0]} {v} s" for k, v in timing.items())
+        print(f"[pipeline] {name}: done in {result['seconds']} s" + (f" ({split})" if split else ""), flush=True)
         return result
 
     def run(self) -> dict[str, dict[str, dict]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 
 import pytest
 
@@ -43,6 +44,10 @@ def test_ladder_runs_every_rung_writes_tables_and_resumes(tmp_path, data_root, c
     assert (tmp_path / "results.md").read_text().startswith("# Sanity ladder (PARTIAL")
     cfg = tiny_config(tmp_path, data_root)
     assert Ladder(cfg).run() == {"complete": True}
+    records = [json.loads(p.read_text())["result"] for p in (tmp_path / "done").glob("*.json")]
+    timed = [r for r in records if "train_seconds" in r and "eval_seconds" in r]  # trained and tested runs
+    assert timed and all(r["train_seconds"] + r["eval_seconds"] <= r["seconds"] + 0.15 for r in timed)  # 0.1 s rounding
+    assert any("eval_seconds" in r and "train_seconds" not in r for r in records)  # zero-shot: eval only
     rows = list(csv.DictReader((tmp_path / "results.csv").open()))
     systems = {(r["role"], r["task"], r["system"], r["k"], r["seed"]) for r in rows}
     assert ("source", "gad", "teacher", "0", "0") in systems and ("source", "kqa_nli", "student", "0", "0") in systems
