@@ -81,6 +81,21 @@ def test_re_format_reading_order_and_dedup():
     assert v.target(rel("No relation.")) == "None" and v.parse("None") == ()
 
 
+def test_re_candidate_pair_prompt_names_its_pair():
+    # pgr rows mention several genes/phenotypes and are labelled for one pair: the prompt must say which
+    pair = Relation("UROC1", "associated_with", "ataxia")
+    text = "UROC1 mutations in a girl with aciduria, retardation and ataxia."
+    pos = RelationRecord("pgr/train/1", "f:1", text=text, relations=(pair,), candidate=pair)
+    neg = RelationRecord("pgr/train/2", "f:2", text=text, relations=(), candidate=pair)
+    v = get_verbalizer("re", ["associated_with"])
+    assert v.prompt(pos) == v.prompt(neg)  # the prompt never gives the answer away
+    assert "Candidate: UROC1 | associated_with | ataxia\n\nAnswer:" in v.prompt(pos)
+    assert v.target(pos) == "UROC1 | associated_with | ataxia" and v.target(neg) == "None"
+    assert "Candidate:" not in v.prompt(rel(text, ("UROC1", "associated_with", "ataxia")))  # open RE
+    custom = get_verbalizer("re", ["associated_with"], instruction="Classify the pair.")
+    assert custom.prompt(pos).startswith("Classify the pair.")
+
+
 def test_qa_formats():
     v = get_verbalizer("qa")
     assert v.target(MC) == "C. Ibuprofen (oral)"

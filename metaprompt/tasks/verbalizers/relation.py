@@ -9,6 +9,9 @@ the tail, then relation name; arguments not found in the text go last)::
 Heads and tails are escaped with :func:`~metaprompt.tasks.verbalizers.base.escape_field` (``\\``,
 ``|``, newline, carriage return), so any argument round-trips. Relation names are written as given.
 
+Candidate-pair records (gad, pgr: one row = one entity pair to classify) are asked about their
+pair: the prompt names the candidate triple and the answer is that triple or ``None``.
+
 Parsing: each non-blank line is split on unescaped ``|``. Three fields give ``(head, relation, tail)``
 with the relation mapped onto the label set (case/``_``/``-``/space-insensitive; unknown names are kept
 verbatim). With more than three fields (a model that forgot to escape a pipe) the first inner field
@@ -40,10 +43,22 @@ class RelationVerbalizer(Verbalizer):
         f"'head | relation | tail'. Write '{NONE_WORD}' if there are no relations."
     )
 
+    candidate_instruction = (
+        "Does the text state the relation below between the two entities? If it does, write the "
+        f"relation as 'head | relation | tail'; otherwise write '{NONE_WORD}'."
+    )
+
     def prompt(self, record: RelationRecord) -> str:
         self._check(record)
         types = f"Relation types: {', '.join(self.labels)}" if self.labels else None
-        return self._join(self.instruction, types, f"Text: {record.text}")
+        if record.candidate is None:
+            return self._join(self.instruction, types, f"Text: {record.text}")
+        # A candidate-pair row asks about one pair: without naming it the answer is a guess (a PGR
+        # sentence often mentions several genes and phenotypes, and its label is about one pair).
+        c = record.candidate
+        custom = self.instruction != self.default_instruction  # a user's instruction still wins
+        pair = f"Candidate: {escape_field(c.head)} | {c.relation} | {escape_field(c.tail)}"
+        return self._join(self.instruction if custom else self.candidate_instruction, f"Text: {record.text}", pair)
 
     def target(self, record: RelationRecord) -> str:
         self._check(record)
