@@ -108,12 +108,21 @@ class Pipeline:
     def __init__(self, config: PipelineConfig):
         self.config = config
         self.out = Path(config.output_dir)
+        self._fingerprints: dict[str, str] = {}
         unknown = set(config.systems) - set(SYSTEMS)
         if unknown:
             raise ValueError(f"unknown system(s) {sorted(unknown)}; choose from {SYSTEMS}")
 
     def _key(self, *parts: Any) -> str:
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def _fingerprint(self, data: MultitaskDataModule) -> str:
+        """``data.fingerprint()``, memoised by the data module's settings (a ladder checks ~100 records)."""
+        memo = self._fingerprints
+        settings = json.dumps([type(data).__name__, dict(data.hparams)], sort_keys=True, default=str)
+        if settings not in memo:
+            memo[settings] = data.fingerprint()
+        return memo[settings]
 
     def module_kwargs(self, task_names: list[str], folder: Path, module_kw: dict, stage: Stage) -> dict:
         """Keyword arguments of a stage's module: the pipeline-wide settings, then the stage's own."""
@@ -141,14 +150,16 @@ class Pipeline:
         Lightning; the test sample does not depend on it. ``data_cls`` lets a caller test on another
         split (the ladder scores sources on validation).
         """
+        cfg = self.config
+        start = time.perf_counter()
+        data = data_cls(tasks=tasks, backbone=cfg.backbone, **{**cfg.data, **stage.data, "seed": seed})
+        # The key covers the data as served, not only its settings: an edited file or verbalizer reruns.
+        key = self._key(key, self._fingerprint(data))
         record = self.out / "done" / f"{name.replace('/', '__')}.json"
         if record.is_file() and json.loads(record.read_text()).get("key") == key:
             print(f"[pipeline] {name}: up to date, skipped", flush=True)
             return json.loads(record.read_text())["result"]
-        cfg = self.config
-        start = time.perf_counter()
         L.seed_everything(seed, verbose=False)
-        data = data_cls(tasks=tasks, backbone=cfg.backbone, **{**cfg.data, **stage.data, "seed": seed})
         model = module_cls(**{**self.module_kwargs(data.task_names, folder, module_kw, stage), "seed": seed})
         trainer = L.Trainer(
             max_steps=max(stage.max_steps, 1),

@@ -19,3 +19,26 @@ def test_max_new_tokens_and_stage_settings_reach_the_module(tmp_path):
     assert not module.fast_paths.fused_loss
     lora = LoRA(**pipe.module_kwargs(["rqe"], Path(tmp_path), {}, Stage(1)))
     assert lora.hparams.max_new_tokens == {"nli": 3}
+
+
+def test_stage_records_key_on_the_data_they_saw(tmp_path, data_root, capsys):
+    """Editing a data file (or a verbalizer) reruns a stage instead of skipping it as up to date."""
+    from metaprompt.modules import BackboneOnly
+
+    rows = ["premise,hypothesis,label"] + [f"Fever of 3{i}C.,The patient is febrile.,entailment" for i in range(6)]
+    data_file = tmp_path / "pairs.csv"
+    data_file.write_text("\n".join(rows) + "\n")
+    tasks = tmp_path / "tasks.yaml"
+    tasks.write_text(
+        "tasks:\n  - {name: pairs, task_type: nli, role: target, format: csv, "
+        f"data_files: {{test: {data_file}}}, labels: [entailment, contradiction]}}\n"
+    )
+    config = PipelineConfig(output_dir=str(tmp_path / "out"), backbone="tiny-llama", data={"root": data_root})
+
+    def run() -> str:
+        Pipeline(config)._run("pairs/zero-shot", "k", BackboneOnly, {}, str(tasks), Stage(0), tmp_path / "z", True)
+        return capsys.readouterr().out
+
+    assert "done in" in run() and "up to date" in run()
+    data_file.write_text(data_file.read_text().replace("label\nFever of 30C.", "label\nFever of 40C."))
+    assert "done in" in run()  # same settings, other data: not skipped

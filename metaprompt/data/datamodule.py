@@ -112,6 +112,7 @@ class MultitaskDataModule(L.LightningDataModule):
         self.tokenizer = None
         self.encoder: PromptEncoder | None = None
         self.splits: dict[str, datasets.Dataset] = {}
+        self._selection: dict[str, dict[str, list[Record]]] | None = None
         self.records: dict[str, Record] = {}
         self._task_of_uid: dict[str, str] = {}
         self.verbalizers: dict[str, object] = {}
@@ -204,6 +205,45 @@ class MultitaskDataModule(L.LightningDataModule):
             desc=f"tokenise {spec.name}/{split}",
         )
 
+    def _selected(self) -> dict[str, dict[str, list[Record]]]:
+        """Per task and split, the records this module serves (train: the k-shot sample; validation and
+        test: the fixed evaluation sample); builds each task's verbalizer. Loaded once."""
+        if self._selection is None:
+            hp, selection = self.hparams, {}
+            for spec in self.specs:
+                splits = spec.load(self.root)
+                self.verbalizers[spec.name] = get_verbalizer(
+                    spec.task_type,
+                    spec.labels or label_set(r for recs in splits.values() for r in recs),
+                    spec.instruction,
+                )
+                selection[spec.name] = {
+                    split: k_shot(recs, hp.k_shot, spec.name, hp.seed)
+                    if split == "train"
+                    else k_shot(recs, self.eval_cap(spec.name, recs), spec.name, hp.eval_seed)
+                    for split, recs in splits.items()
+                }
+            self._selection = selection
+        return self._selection
+
+    def fingerprint(self) -> str:
+        """SHA-256 of what this module serves, without tokenizing: every selected record's uid, prompt and
+        target text per task and split, and the encoding settings.
+
+        Run records key on it (``metaprompt pipeline``/``ladder``), so that editing a data file or a
+        verbalizer reruns the stages that saw it instead of skipping them as up to date.
+        """
+        hp = self.hparams
+        digest = hashlib.sha256(
+            json.dumps([ENCODING_VERSION, hp.backbone, hp.max_length, hp.min_prompt_tokens, hp.drop_over_length]).encode()
+        )
+        for name, splits in self._selected().items():
+            verbalizer = self.verbalizers[name]
+            for split, recs in splits.items():
+                rows = [(r.uid, verbalizer.prompt(r), verbalizer.target(r)) for r in recs]
+                digest.update(json.dumps([name, split, rows]).encode())
+        return digest.hexdigest()
+
     def setup(self, stage: str | None = None) -> None:
         if self.splits:  # idempotent: Lightning calls setup once per stage
             return
@@ -211,17 +251,8 @@ class MultitaskDataModule(L.LightningDataModule):
         self.tokenizer = load_tokenizer(hp.backbone)
         encoder = self.encoder = PromptEncoder(self.tokenizer, hp.max_length, hp.min_prompt_tokens)
         parts: dict[str, list[datasets.Dataset]] = {"train": [], "validation": [], "test": []}
-        for task_id, spec in enumerate(self.specs):
-            splits = spec.load(self.root)
-            self.verbalizers[spec.name] = get_verbalizer(
-                spec.task_type, spec.labels or label_set(r for recs in splits.values() for r in recs), spec.instruction
-            )
+        for task_id, (spec, splits) in enumerate(zip(self.specs, self._selected().values(), strict=True)):
             for split, recs in splits.items():
-                recs = (
-                    k_shot(recs, hp.k_shot, spec.name, hp.seed)
-                    if split == "train"
-                    else k_shot(recs, self.eval_cap(spec.name, recs), spec.name, hp.eval_seed)
-                )
                 self.records.update((r.uid, r) for r in recs)
                 self._task_of_uid.update((r.uid, spec.name) for r in recs)
                 ds = self._encode(spec, task_id, split, recs, encoder) if recs else None
