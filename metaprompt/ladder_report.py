@@ -14,6 +14,7 @@ import statistics
 from pathlib import Path
 
 from metaprompt.evaluation.bootstrap import FAMILY_METRICS, paired_bootstrap, stats_family
+from metaprompt.evaluation.constant import best_constant
 from metaprompt.evaluation.evaluator import PRIMARY_METRIC, PRIMARY_OVERRIDES
 
 SYSTEM_ORDER = ("backbone zero-shot", "metaprompt zero-shot", "metaprompt adapted", "prompt tuning", "LoRA")
@@ -97,6 +98,13 @@ def _diff(d: tuple[float, float, float]) -> str:
     return f"{100 * d[0]:+.1f} [{100 * d[1]:+.1f}, {100 * d[2]:+.1f}]"
 
 
+def constant(run: Run, task: str) -> str:
+    """The best constant answer's score on the run's examples and the answer ("-" where none applies)."""
+    rows = run.rows(task)
+    best = best_constant(rows, {row["kind"]: primary(task, row) for row in rows})
+    return "-" if best is None else f"{_pct(best[1])} ({best[0]})"
+
+
 def _score(run: Run, task: str) -> str:
     m = run.metrics
     return _ci(m[f"{task}/score"], m.get(f"{task}/ci_low"), m.get(f"{task}/ci_high"))
@@ -109,15 +117,16 @@ def source_tables(runs: list[Run]) -> list[str]:
         return ["(sources not scored yet)", ""]
     zs, teacher, student = by["backbone zero-shot"], by["teacher"], by.get("student")
     lines = [
-        "| source | scoring | n | backbone zero-shot | teacher | teacher − zero-shot | student | student − zero-shot | kept |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| source | scoring | n | best constant | backbone zero-shot | teacher | teacher − zero-shot | student "
+        "| student − zero-shot | kept |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     gains_t, gains_s = [], []
     for task in teacher.tasks():
         dt = paired(teacher, zs, task)
         gains_t.append(dt[0])
         row = [task, str(teacher.metrics.get(f"{task}/scoring")), str(teacher.metrics.get(f"{task}/n_test"))]
-        row += [_score(zs, task), _score(teacher, task), _diff(dt)]
+        row += [constant(zs, task), _score(zs, task), _score(teacher, task), _diff(dt)]
         if student is not None:
             ds = paired(student, zs, task)
             gains_s.append(ds[0])
@@ -154,7 +163,8 @@ def target_tables(runs: list[Run]) -> list[str]:
         zs, mzs = get.get(("backbone zero-shot", 0, 0)), get.get(("metaprompt zero-shot", 0, 0))
         if zs and mzs:
             lines.append(f"(c) zero-shot: backbone {_score(zs, task)}, metaprompt {_score(mzs, task)}; "
-                         f"metaprompt − backbone {_diff(paired(mzs, zs, task))}.")  # fmt: skip
+                         f"metaprompt − backbone {_diff(paired(mzs, zs, task))}; best constant answer "
+                         f"{constant(zs, task)}.")  # fmt: skip
             lines.append("")
         lines += ["| system | k | seeds | score (mean ± sd) | per seed [95% CI] | − prompt tuning | − LoRA |",
                   "|---|---:|---:|---:|---|---|---|"]  # fmt: skip

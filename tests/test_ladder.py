@@ -60,6 +60,7 @@ def test_ladder_runs_every_rung_writes_tables_and_resumes(tmp_path, data_root, c
         assert float(r["ci_low"]) <= float(r["score"]) <= float(r["ci_high"]) and int(r["n_test"]) > 0
     md = (tmp_path / "results.md").read_text()
     assert "teacher − zero-shot" in md and "### rqe" in md and "− prompt tuning" in md
+    assert "best constant" in md and "best constant answer" in md
     assert "input" not in (tmp_path / "targets/rqe/LoRA/k4-s0/predictions.jsonl").read_text().split("\n")[0]
     capsys.readouterr()
     Ladder(cfg).run()  # a rerun finds every record: nothing trains again

@@ -235,7 +235,9 @@ class MultitaskDataModule(L.LightningDataModule):
         """
         hp = self.hparams
         digest = hashlib.sha256(
-            json.dumps([ENCODING_VERSION, hp.backbone, hp.max_length, hp.min_prompt_tokens, hp.drop_over_length]).encode()
+            json.dumps(
+                [ENCODING_VERSION, hp.backbone, hp.max_length, hp.min_prompt_tokens, hp.drop_over_length]
+            ).encode()
         )
         for name, splits in self._selected().items():
             verbalizer = self.verbalizers[name]
