@@ -2,8 +2,10 @@
 plus the baselines, with one table per target.
 
 Each stage writes its artifact under ``output_dir`` and a completion record ``done/<stage>.json``
-holding the hash of everything that determines it; a rerun skips stages whose record matches (change a
-setting and that stage and everything after it run again).
+holding the hash of everything that determines it: its settings, its upstream stages' keys and the data
+it serves (every selected record's uid, prompt and target text: ``MultitaskDataModule.fingerprint``). A
+rerun skips stages whose record matches; change a setting, a data file or a verbalizer and that stage
+and everything after it run again.
 
     output_dir/
       teacher/adapter/   distill/adapter/   targets/<task>/<system>/{adapter/,metrics.json,predictions.jsonl}
