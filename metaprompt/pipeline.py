@@ -104,6 +104,19 @@ class StepPrinter(L.Callback):
             )
 
 
+UPSTREAM_ADAPTERS = ("teacher_adapter", "metaprompt_adapter")  # module arguments naming another stage's output
+
+
+def adapter_digest(folder: Path) -> str | None:
+    """SHA-256 of an adapter folder's files (None when it does not exist yet)."""
+    if not folder.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 class Pipeline:
     """Runs a :class:`PipelineConfig` stage by stage (see module docstring)."""
 
@@ -117,6 +130,13 @@ class Pipeline:
 
     def _key(self, *parts: Any) -> str:
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def record_key(self, key: str, data: MultitaskDataModule, module_kw: dict) -> str:
+        """The key a stage's completion record must match: its settings ``key``, the data it serves (an
+        edited file or verbalizer reruns it) and the content of the adapters it reads (a rerun upstream
+        stage reruns everything after it, whatever its settings)."""
+        upstream = {name: adapter_digest(Path(module_kw[name])) for name in UPSTREAM_ADAPTERS if module_kw.get(name)}
+        return self._key(key, self._fingerprint(data), *([upstream] if upstream else []))
 
     def _fingerprint(self, data: MultitaskDataModule) -> str:
         """``data.fingerprint()``, memoised by the data module's settings (a ladder checks ~100 records)."""
@@ -155,8 +175,7 @@ class Pipeline:
         cfg = self.config
         start = time.perf_counter()
         data = data_cls(tasks=tasks, backbone=cfg.backbone, **{**cfg.data, **stage.data, "seed": seed})
-        # The key covers the data as served, not only its settings: an edited file or verbalizer reruns.
-        key = self._key(key, self._fingerprint(data))
+        key = self.record_key(key, data, module_kw)
         record = self.out / "done" / f"{name.replace('/', '__')}.json"
         if record.is_file() and json.loads(record.read_text()).get("key") == key:
             print(f"[pipeline] {name}: up to date, skipped", flush=True)

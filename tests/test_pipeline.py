@@ -42,3 +42,21 @@ def test_stage_records_key_on_the_data_they_saw(tmp_path, data_root, capsys):
     assert "done in" in run() and "up to date" in run()
     data_file.write_text(data_file.read_text().replace("label\nFever of 30C.", "label\nFever of 40C."))
     assert "done in" in run()  # same settings, other data: not skipped
+
+
+def test_record_key_follows_the_upstream_adapter_content(tmp_path, data_root):
+    """A stage reading another stage's adapter reruns when that adapter changes, whatever its settings."""
+    from metaprompt.data import MultitaskDataModule
+
+    pipe = Pipeline(PipelineConfig(output_dir=str(tmp_path), backbone="tiny-llama"))
+    data = MultitaskDataModule(tasks="rqe", root=data_root, backbone="tiny-llama", max_eval_per_task=4, k_shot=4)
+    adapter = tmp_path / "distill" / "adapter"
+    kw = {"metaprompt_adapter": str(adapter)}
+    missing = pipe.record_key("k", data, kw)
+    adapter.mkdir(parents=True)
+    (adapter / "adapter.safetensors").write_bytes(b"one")
+    first = pipe.record_key("k", data, kw)
+    assert first != missing and pipe.record_key("k", data, kw) == first
+    (adapter / "adapter.safetensors").write_bytes(b"two")
+    assert pipe.record_key("k", data, kw) != first
+    assert pipe.record_key("k", data, {}) == pipe.record_key("k", data, {"prompt_length": 3})  # no upstream
