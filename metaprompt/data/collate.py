@@ -41,15 +41,20 @@ class CausalLMCollator:
     Args:
         pad_token_id: Padding id (the loss never sees it).
         eval_mode: Also build the generation inputs.
+        max_target_tokens: Train on at most the first this many target tokens of a row (None: all).
     """
 
-    def __init__(self, pad_token_id: int, eval_mode: bool = False):
+    def __init__(self, pad_token_id: int, eval_mode: bool = False, max_target_tokens: int | None = None):
+        if max_target_tokens is not None and max_target_tokens < 1:
+            raise ValueError(f"max_target_tokens must be >= 1 or None, got {max_target_tokens}")
         self.pad_token_id = pad_token_id
         self.eval_mode = eval_mode
+        self.max_target_tokens = max_target_tokens
 
     def __call__(self, rows: list[dict]) -> dict:
-        full = [list(r["prompt_ids"]) + list(r["target_ids"]) for r in rows]
-        labels = [[IGNORE_INDEX] * len(r["prompt_ids"]) + list(r["target_ids"]) for r in rows]
+        targets = [list(r["target_ids"])[: self.max_target_tokens] for r in rows]
+        full = [list(r["prompt_ids"]) + t for r, t in zip(rows, targets)]
+        labels = [[IGNORE_INDEX] * len(r["prompt_ids"]) + t for r, t in zip(rows, targets)]
         input_ids = _pad(full, self.pad_token_id, left=False)
         batch = {
             "input_ids": input_ids,

@@ -96,6 +96,7 @@ class MultitaskDataModule(L.LightningDataModule):
         cache_dir: str | None = None,
         num_workers: int = 0,
         length_bucketing: bool = False,
+        max_train_target_tokens: int | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -288,11 +289,12 @@ class MultitaskDataModule(L.LightningDataModule):
         ds = self.splits.get(split)
         if ds is None:
             return DataLoader([], batch_size=1)
-        collate = CausalLMCollator(self.tokenizer.pad_token_id, eval_mode=not train)
+        cap = hp.max_train_target_tokens if train else None
+        collate = CausalLMCollator(self.tokenizer.pad_token_id, eval_mode=not train, max_target_tokens=cap)
         if train:
             sampler = TemperatureSampler(self._train_sizes, hp.temperature, hp.samples_per_epoch, hp.seed)
             if hp.length_bucketing:
-                lengths = [len(p) + len(t) for p, t in zip(ds["prompt_ids"], ds["target_ids"])]
+                lengths = [len(p) + len(t[:cap]) for p, t in zip(ds["prompt_ids"], ds["target_ids"])]
                 batches = LengthBucketBatchSampler(sampler, hp.batch_size, lengths, seed=hp.seed)
                 return DataLoader(ds, batch_sampler=batches, collate_fn=collate, num_workers=hp.num_workers)
             return DataLoader(

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from metaprompt.data.collate import IGNORE_INDEX, CausalLMCollator
@@ -24,3 +25,25 @@ def test_eval_batch_left_pads_prompts():
     assert b["prompt_attention_mask"].tolist() == [[1, 1, 1], [0, 0, 1]]
     assert b["uids"] == ["a", "b"]
     assert b["prompt_input_ids"].dtype == torch.long
+
+
+def test_train_batch_keeps_at_most_max_target_tokens():
+    b = CausalLMCollator(pad_token_id=0, max_target_tokens=2)(rows())
+    assert b["input_ids"].tolist() == [[5, 6, 7, 8, 2], [9, 10, 11, 0, 0]]  # row b's third target token cut
+    assert b["labels"].tolist() == [[IGNORE_INDEX] * 3 + [8, 2], [IGNORE_INDEX, 10, 11, IGNORE_INDEX, IGNORE_INDEX]]
+    with pytest.raises(ValueError, match="max_target_tokens"):
+        CausalLMCollator(pad_token_id=0, max_target_tokens=0)
+
+
+def test_datamodule_caps_training_targets_only(data_root):
+    from metaprompt.data import MultitaskDataModule
+
+    dm = MultitaskDataModule(
+        "medquad", root=data_root, max_length=128, min_prompt_tokens=16, batch_size=2, k_shot=8,
+        max_eval_per_task=4, max_train_target_tokens=5,
+    )  # fmt: skip
+    dm.setup("fit")
+    train = next(iter(dm.train_dataloader()))
+    assert int((train["labels"] != IGNORE_INDEX).sum(1).max()) <= 5
+    val = next(iter(dm.val_dataloader()))
+    assert int((val["labels"] != IGNORE_INDEX).sum(1).max()) > 5  # evaluation sees whole answers
