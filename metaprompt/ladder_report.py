@@ -29,6 +29,11 @@ def primary(task: str, row: dict) -> str:
     return override if override in FAMILY_METRICS[stats_family(row["stats"])] else PRIMARY_METRIC[row["kind"]]
 
 
+def primaries(task: str, rows: list[dict]) -> dict[str, str]:
+    """Kind -> primary metric for a task's rows (the ``primary`` argument of the bootstrap functions)."""
+    return {row["kind"]: primary(task, row) for row in rows}
+
+
 class Run:
     """One evaluated run: its per-task scores and per-example rows."""
 
@@ -81,8 +86,7 @@ def collect(out: Path) -> list[Run]:
 def paired(a: Run, b: Run, task: str) -> tuple[float, float, float]:
     """``score(a) - score(b)`` on ``task`` with its paired 95% bootstrap interval."""
     rows_a, rows_b = a.rows(task), b.rows(task)
-    kinds = {row["kind"]: primary(task, row) for row in rows_a}
-    iv = paired_bootstrap(rows_a, rows_b, kinds)
+    iv = paired_bootstrap(rows_a, rows_b, primaries(task, rows_a))
     return iv.estimate, iv.low, iv.high
 
 
@@ -101,7 +105,7 @@ def _diff(d: tuple[float, float, float]) -> str:
 def constant(run: Run, task: str) -> str:
     """The best constant answer's score on the run's examples and the answer ("-" where none applies)."""
     rows = run.rows(task)
-    best = best_constant(rows, {row["kind"]: primary(task, row) for row in rows})
+    best = best_constant(rows, primaries(task, rows))
     return "-" if best is None else f"{_pct(best[1])} ({best[0]})"
 
 
