@@ -208,7 +208,7 @@ def test_context_encoded_once_gives_the_concatenated_log_probs(name):
 
 
 def test_candidate_pair_relations_rank_the_pair_against_none(encoder):
-    """gad/pgr rows (one entity pair each) are label-like: the candidate triple or None, parsed as triples."""
+    """gad/pgr rows (one entity pair each) are label-like: yes (the candidate triple) or no (none)."""
     from metaprompt.tasks.records import Relation, RelationRecord
 
     pair = Relation("@GENE$", "associated_with", "@DISEASE$")
@@ -216,6 +216,7 @@ def test_candidate_pair_relations_rank_the_pair_against_none(encoder):
     verbalizer = get_verbalizer("re", ("associated_with",))
     cands = build_candidates(record, verbalizer, encoder)
     assert cands.answers == ((("@GENE$", "associated_with", "@DISEASE$"),), ())
-    assert cands.texts == ("@GENE$ | associated_with | @DISEASE$", "None")
+    assert cands.texts == ("yes", "no")
+    assert len(cands.target_ids[0]) == len(cands.target_ids[1])  # no length cost decides between them
     open_re = dataclasses.replace(record, candidate=None)  # open extraction: generated
     assert build_candidates(open_re, verbalizer, encoder) is None

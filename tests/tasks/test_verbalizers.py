@@ -81,7 +81,7 @@ def test_re_format_reading_order_and_dedup():
     assert v.target(rel("No relation.")) == "None" and v.parse("None") == ()
 
 
-def test_re_candidate_pair_prompt_names_its_pair():
+def test_re_candidate_pair_prompt_names_its_pair_and_asks_yes_or_no():
     # pgr rows mention several genes/phenotypes and are labelled for one pair: the prompt must say which
     pair = Relation("UROC1", "associated_with", "ataxia")
     text = "UROC1 mutations in a girl with aciduria, retardation and ataxia."
@@ -90,7 +90,10 @@ def test_re_candidate_pair_prompt_names_its_pair():
     v = get_verbalizer("re", ["associated_with"])
     assert v.prompt(pos) == v.prompt(neg)  # the prompt never gives the answer away
     assert "Candidate: UROC1 | associated_with | ataxia\n\nAnswer:" in v.prompt(pos)
-    assert v.target(pos) == "UROC1 | associated_with | ataxia" and v.target(neg) == "None"
+    assert v.target(pos) == "yes" and v.target(neg) == "no"  # a one-token decision, not a copied triple
+    assert v.parse("yes", pos) == v.parse("Yes.", neg) == (("UROC1", "associated_with", "ataxia"),)
+    assert v.parse("no", pos) == v.parse("None", pos) == ()
+    assert v.parse("UROC1 | associated_with | ataxia", neg) == (("UROC1", "associated_with", "ataxia"),)
     assert "Candidate:" not in v.prompt(rel(text, ("UROC1", "associated_with", "ataxia")))  # open RE
     custom = get_verbalizer("re", ["associated_with"], instruction="Classify the pair.")
     assert custom.prompt(pos).startswith("Classify the pair.")

@@ -10,7 +10,12 @@ Heads and tails are escaped with :func:`~metaprompt.tasks.verbalizers.base.escap
 ``|``, newline, carriage return), so any argument round-trips. Relation names are written as given.
 
 Candidate-pair records (gad, pgr: one row = one entity pair to classify) are asked about their
-pair: the prompt names the candidate triple and the answer is that triple or ``None``.
+pair: the prompt names the candidate triple and the answer is ``yes`` (the pair holds it) or ``no``.
+A one-token decision, not the triple: ranked by summed log-likelihood, a copied triple pays ~0.2 nats
+per copied token (13 tokens for ``@GENE$ | associated_with | @DISEASE$``) that ``None`` does not, and
+that cost, not the evidence, decided every ladder teacher's answer (all None; issue 10 note). Parsing
+such a record: a first word ``yes`` gives the candidate, ``no``/``None`` nothing; anything else is read
+as triple lines as below (a model that writes the triple is still understood).
 
 Parsing: each non-blank line is split on unescaped ``|``. Three fields give ``(head, relation, tail)``
 with the relation mapped onto the label set (case/``_``/``-``/space-insensitive; unknown names are kept
@@ -33,6 +38,9 @@ from metaprompt.tasks.verbalizers.base import (
     split_fields,
 )
 
+YES, NO = "yes", "no"
+"""Answers of a candidate-pair record: the pair holds the candidate relation, or not."""
+
 
 class RelationVerbalizer(Verbalizer):
     """Relation extraction as ``head | relation | tail`` lines."""
@@ -44,8 +52,7 @@ class RelationVerbalizer(Verbalizer):
     )
 
     candidate_instruction = (
-        "Does the text state the relation below between the two entities? If it does, write the "
-        f"relation as 'head | relation | tail'; otherwise write '{NONE_WORD}'."
+        "Does the text state the relation below between the two entities? Answer 'yes' or 'no'."
     )
 
     def prompt(self, record: RelationRecord) -> str:
@@ -63,6 +70,9 @@ class RelationVerbalizer(Verbalizer):
     def target(self, record: RelationRecord) -> str:
         self._check(record)
         triples = record.structure()
+        if record.candidate is not None:
+            c = record.candidate
+            return YES if (c.head, c.relation, c.tail) in triples else NO
         if not triples:
             return NONE_WORD
 
@@ -81,6 +91,15 @@ class RelationVerbalizer(Verbalizer):
         return head, match_label(fields[i], self.labels), tail
 
     def parse(self, text: str, record: RelationRecord | None = None) -> tuple[tuple[str, str, str], ...]:
+        if record is not None and record.candidate is not None:
+            lines = item_lines(text)
+            words = lines[0].strip().split(maxsplit=1) if lines else []
+            first = words[0].strip(".,:;!'\"").lower() if words else ""
+            if first == YES:
+                c = record.candidate
+                return ((c.head, c.relation, c.tail),)  # as the gold triple is written
+            if first in (NO, NONE_WORD.lower()):
+                return ()
         out: set[tuple[str, str, str]] = set()
         for line in item_lines(text):
             fields = split_fields(line)
