@@ -112,7 +112,7 @@ def generation(s: Settings) -> dict:
 def memory(smoke: bool) -> dict:
     """Peak RSS of a training step, each case in a fresh interpreter (the smoke run skips checkpointing)."""
     flag = ["--smoke"] if smoke else []
-    names = ("ours", "peft") if smoke else ("ours", "ours_checkpointing", "peft")
+    names = ("ours", "peft") if smoke else ("ours", "ours_checkpointing", "peft", "distill_long", "distill_long_logits")
     return {case: json.loads(run_subprocess(["bench.rss", case, *flag])) for case in names}
 
 

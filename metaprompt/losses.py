@@ -226,22 +226,25 @@ class DistillationLoss(torch.nn.Module):
         mask: torch.Tensor | None = None,
         *,
         teacher_topk: tuple[torch.Tensor, torch.Tensor] | None = None,
+        kl: torch.Tensor | None = None,
         target_weights: torch.Tensor | None = None,
         token_weights: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Combine the student's cross-entropy with the distillation terms.
 
-        The teacher comes either as logits (online, exact KL) or as a cached top-k (``teacher_topk``,
-        the (k+1)-way KL of :func:`topk_kl`); this is the one place the MPT loss is written.
+        The teacher comes as logits (online, exact KL), as a cached top-k (``teacher_topk``, the
+        (k+1)-way KL of :func:`topk_kl`), or as the KL itself computed without logits (``kl``, from
+        ``fastpaths.fused_loss.frozen_head_distillation``); this is the one place the MPT loss is written.
 
         Args:
             ce: Scalar cross-entropy of the student on the target tokens.
-            student_logits: ``[N, V]`` student logits at the target tokens.
+            student_logits: ``[N, V]`` student logits at the target tokens (None with ``kl``).
             teacher_logits: ``[N, V]`` teacher logits at the same tokens (or None with ``teacher_topk``).
             student_hidden: Per-layer ``[B, T, d]`` student states (empty: no MSE term).
             teacher_hidden: Per-layer ``[B, T, d]`` teacher states.
             mask: ``[B, T]`` positions for the MSE; required when the MSE term is on.
             teacher_topk: ``(logprobs [N, k], indices [N, k])`` of the teacher at temperature τ.
+            kl: Scalar τ²-scaled KL already computed (fused head path).
             target_weights: ``[N]`` token weights of the KL (as in the CE; default: the mean).
             token_weights: ``[B, T]`` position weights of the MSE (default: every masked position alike).
 
@@ -250,9 +253,12 @@ class DistillationLoss(torch.nn.Module):
         """
         if ce.dim() != 0:
             raise ValueError(f"ce must be a scalar tensor, got shape {tuple(ce.shape)}")
-        if (teacher_logits is None) == (teacher_topk is None):
-            raise ValueError("give the teacher either as teacher_logits or as teacher_topk, exactly one")
-        if teacher_topk is not None:
+        if sum(x is not None for x in (teacher_logits, teacher_topk, kl)) != 1:
+            raise ValueError("give the teacher as exactly one of teacher_logits, teacher_topk or a precomputed kl")
+        if kl is not None:
+            if kl.dim() != 0:
+                raise ValueError(f"kl must be a scalar tensor, got shape {tuple(kl.shape)}")
+        elif teacher_topk is not None:
             kl = topk_kl(student_logits, *teacher_topk, self.temperature, target_weights)
         else:
             kl = target_token_kl(student_logits, teacher_logits, self.temperature, target_weights)

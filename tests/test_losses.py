@@ -278,3 +278,17 @@ def test_distillation_loss_requires_mask_for_mse_and_scalar_ce(logits, hiddens):
         DistillationLoss()(torch.tensor(0.0), student, teacher, hiddens[0], hiddens[1], None)
     with pytest.raises(ValueError, match="ce must be a scalar"):
         DistillationLoss()(torch.zeros(2), student, teacher)
+
+
+def test_distillation_loss_takes_a_precomputed_kl_or_exactly_one_teacher(logits, hiddens):
+    student, teacher = logits
+    ce, kl = torch.tensor(1.0), target_token_kl(student, teacher, 2.0)
+    loss_fn = DistillationLoss(lam=0.5, beta=0.0, kl_weight=2.0)
+    out = loss_fn(ce, None, kl=kl)  # the fused head path: the KL without logits
+    torch.testing.assert_close(out["loss"], ce + 0.5 * 2.0 * kl)
+    with pytest.raises(ValueError, match="exactly one"):
+        loss_fn(ce, student, teacher, kl=kl)
+    with pytest.raises(ValueError, match="exactly one"):
+        loss_fn(ce, student)
+    with pytest.raises(ValueError, match="kl must be a scalar"):
+        loss_fn(ce, None, kl=torch.zeros(2))

@@ -29,7 +29,8 @@ class FastPaths:
         fused_loss: Where a stage needs only the loss (not the ``[N, V]`` logits), compute the target
             cross-entropy in chunks straight from the hidden states through the frozen head, with its
             gradient formed in the forward (``metaprompt.fastpaths.fused_loss``); off: logits, then
-            ``F.cross_entropy``.
+            ``F.cross_entropy``. Distillation (online teacher) fuses its KL the same way: no ``[N, V]``
+            student or teacher logits.
         activation_checkpointing: Recompute each decoder layer's activations in the backward pass instead
             of storing them (less memory, ~1 extra forward of time).
         bf16_autocast: Run the frozen backbone under ``torch.autocast(bfloat16)`` (fp32 weights kept;

@@ -199,7 +199,9 @@ class PromptModule(L.LightningModule):
         base = sum(full_numel(p) for n, p in self.backbone.named_parameters() if not p.requires_grad) or 1
         return {"trainable_params": trainable, "backbone_params": base, "trainable_fraction": trainable / base}
 
-    def forward(self, batch: dict, hidden_layers: tuple[int, ...] = (), need_logits: bool = True) -> ForwardOut:
+    def forward(
+        self, batch: dict, hidden_layers: tuple[int, ...] = (), need_logits: bool = True, target_hidden: bool = False
+    ) -> ForwardOut:
         prompt = self.prompt_for(batch["task_ids"])
         return prompted_forward(
             self.backbone,
@@ -211,6 +213,7 @@ class PromptModule(L.LightningModule):
             task_ids=batch["task_ids"],
             fast=self.fast_paths,
             need_logits=need_logits,
+            target_hidden=target_hidden,
         )
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

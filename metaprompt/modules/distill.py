@@ -21,10 +21,11 @@ import torch
 
 from metaprompt.adapters import AdapterConfig, load_adapter, save_adapter
 from metaprompt.data.collate import CausalLMCollator
+from metaprompt.fastpaths.fused_loss import frozen_head_distillation, fusable
 from metaprompt.fastpaths.teacher_cache import TeacherCache, build_teacher_cache, cached_distillation_loss
 from metaprompt.losses import DistillationLoss
 from metaprompt.modules.base import PromptModule
-from metaprompt.modules.forward import ForwardOut, prompted_forward
+from metaprompt.modules.forward import ForwardOut, decoder_and_head, prompted_forward
 from metaprompt.prompts import DecomposedPrompt, PromptInit, SoftPrompt
 from metaprompt.scale import params_are_sharded
 
@@ -128,7 +129,7 @@ class MultitaskDistillation(PromptModule):
     def _hidden_layers(self) -> tuple[int, ...]:
         return tuple(self.hparams.hidden_layers) if self.hparams.beta > 0 else ()
 
-    def teacher_forward(self, batch: dict, hidden_layers: tuple[int, ...]) -> ForwardOut:
+    def teacher_forward(self, batch: dict, hidden_layers: tuple[int, ...], target_hidden: bool = False) -> ForwardOut:
         """The frozen teachers on a batch (no grad): same backbone, the rows' teacher prompts."""
         with torch.no_grad():
             prompt = self.teacher(batch["task_ids"], dtype=self.backbone_dtype)
@@ -141,7 +142,14 @@ class MultitaskDistillation(PromptModule):
                 hidden_layers,
                 task_ids=batch["task_ids"],
                 fast=self.fast_paths,
+                target_hidden=target_hidden,
             )
+
+    def _fused_head(self) -> torch.nn.Module | None:
+        """The frozen LM head when the KL can be fused with it (no [N, V] logits), else None."""
+        fast = self.fast_paths
+        head = decoder_and_head(self.backbone)[1]
+        return head if fast.fused_loss and fast.target_only_logits and fusable(head) else None
 
     def compute_loss(self, batch: dict) -> dict[str, torch.Tensor]:
         layers = self._hidden_layers()
@@ -149,6 +157,27 @@ class MultitaskDistillation(PromptModule):
             student = self.forward(batch, hidden_layers=layers)
             cached = self.teacher_cache.lookup(batch, student.token_mask, student.hidden_states)
             return cached_distillation_loss(self.loss_fn, student, cached)
+        head = self._fused_head()
+        if head is not None:  # the memory fast path: both distributions chunk by chunk from hidden states
+            teacher = self.teacher_forward(batch, layers, target_hidden=True)
+            student = self.forward(batch, hidden_layers=layers, target_hidden=True)
+            ce, kl = frozen_head_distillation(
+                student.target_hidden,
+                teacher.target_hidden,
+                head.weight,
+                student.target_labels,
+                student.target_weights,
+                self.loss_fn.temperature,
+            )
+            return self.loss_fn(
+                ce,
+                None,
+                student_hidden=student.hidden_states,
+                teacher_hidden=teacher.hidden_states,
+                mask=student.token_mask,
+                kl=kl,
+                token_weights=student.token_weights,
+            )
         teacher = self.teacher_forward(batch, layers)
         student = self.forward(batch, hidden_layers=layers)
         return self.loss_fn(

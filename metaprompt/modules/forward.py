@@ -50,15 +50,19 @@ class ForwardOut:
             weight tokens the same way (distillation KL).
         token_weights: ``[B, l + T]`` the same per-task weighting over ``token_mask`` (sums to 1), for
             the hidden-state MSE.
+        target_hidden: ``[N, d]`` final hidden states at the N target-predicting positions, set only when
+            the caller asked for them instead of the head (``target_hidden=True``: ``target_logits`` and
+            ``loss`` are then None and the caller runs a fused loss, e.g. the distillation KL).
     """
 
     target_logits: torch.Tensor | None
     target_labels: torch.Tensor
-    loss: torch.Tensor
+    loss: torch.Tensor | None
     hidden_states: list[torch.Tensor]
     token_mask: torch.Tensor
     target_weights: torch.Tensor | None = None
     token_weights: torch.Tensor | None = None
+    target_hidden: torch.Tensor | None = None
 
 
 def task_balanced_weights(mask: torch.Tensor, task_ids: torch.Tensor | None) -> torch.Tensor:
@@ -164,6 +168,7 @@ def prompted_forward(
     task_ids: torch.Tensor | None = None,
     fast: FastPaths | dict | None = None,
     need_logits: bool = True,
+    target_hidden: bool = False,
 ) -> ForwardOut:
     """Run the backbone on ``[prompt, input]`` and score the target tokens only.
 
@@ -178,6 +183,9 @@ def prompted_forward(
             ``fast.shared_prefix`` off, the prompt is concatenated to every row).
         fast: :class:`FastPaths` switches (default: all exact speed-ups on).
         need_logits: False when only the loss is used: ``fast.fused_loss`` may then skip the logits.
+        target_hidden: Skip the LM head altogether and return the ``[N, d]`` final hidden states at the
+            target-predicting positions (``ForwardOut.target_hidden``; no logits, no loss), for a caller
+            that fuses its own loss with the frozen head (``fastpaths.fused_loss.frozen_head_distillation``).
     """
     fast = FastPaths.from_config(fast)
     decoder, head = decoder_and_head(model)
@@ -206,6 +214,13 @@ def prompted_forward(
         target_labels = next_labels[select]
         target_weights = task_balanced_weights(select, task_ids)[select]
         fused = fast.fused_loss and fast.target_only_logits and not need_logits and fusable(head)
+        token_mask = F.pad(attention_mask, (n_prompt, 0), value=0)
+        token_weights = task_balanced_weights(token_mask, task_ids) if want_hidden else None
+        if target_hidden:
+            hidden = last[:, :-1][select]
+            return ForwardOut(
+                None, target_labels, None, hidden_states, token_mask, target_weights, token_weights, hidden
+            )
         if fused and target_labels.numel() > 0:
             hidden = last[:, :-1][select]
             logits, loss = None, frozen_head_cross_entropy(hidden, head.weight, target_labels, target_weights)
@@ -216,8 +231,6 @@ def prompted_forward(
     if logits is not None:
         per_token = F.cross_entropy(logits.float(), target_labels, reduction="none")
         loss = (per_token * target_weights).sum()
-    token_mask = F.pad(attention_mask, (n_prompt, 0), value=0)
-    token_weights = task_balanced_weights(token_mask, task_ids) if want_hidden else None
     return ForwardOut(logits, target_labels, loss, hidden_states, token_mask, target_weights, token_weights)
 
 

@@ -7,6 +7,7 @@ real ``lightning.Trainer``; only the zero-shot test needs the real data.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import lightning as L
@@ -230,6 +231,27 @@ def test_student_equal_to_teacher_has_zero_distillation_loss(tmp_path):
         module.student.task_cols.mul_(1.5)
     moved = module.compute_loss(batch)
     assert moved["kl"].item() > 0 and moved["mse"].item() > 0
+
+
+def test_fused_distillation_equals_the_logits_path(distilled):
+    """The memory fast path (CE + KL from hidden states through the frozen head) changes no number."""
+    module = distilled[0]
+    batch = make_batch(seed=5, rows=4, target_length=6)
+    results = {}
+    for fused in (True, False):
+        module.fast_paths = dataclasses.replace(module.fast_paths, fused_loss=fused)
+        module.zero_grad()
+        losses = module.compute_loss(batch)
+        losses["loss"].backward()
+        grads = {n: p.grad.clone() for n, p in module.named_parameters() if p.requires_grad}
+        results[fused] = ({k: v.detach() for k, v in losses.items()}, grads)
+    module.fast_paths = dataclasses.replace(module.fast_paths, fused_loss=True)
+    (fused_losses, fused_grads), (ref_losses, ref_grads) = results[True], results[False]
+    assert ref_losses["kl"] > 0  # a trained student differs from its teachers: the KL term is live
+    for name in ("loss", "ce", "kl", "mse"):
+        torch.testing.assert_close(fused_losses[name], ref_losses[name], atol=1e-6, rtol=1e-5)
+    for name, grad in ref_grads.items():
+        torch.testing.assert_close(fused_grads[name], grad, atol=1e-7, rtol=1e-4)
 
 
 # --- stage 3: target adaptation -------------------------------------------------------------------------------

@@ -51,9 +51,7 @@ class RelationVerbalizer(Verbalizer):
         f"'head | relation | tail'. Write '{NONE_WORD}' if there are no relations."
     )
 
-    candidate_instruction = (
-        "Does the text state the relation below between the two entities? Answer 'yes' or 'no'."
-    )
+    candidate_instruction = "Does the text state the relation below between the two entities? Answer 'yes' or 'no'."
 
     def prompt(self, record: RelationRecord) -> str:
         self._check(record)
