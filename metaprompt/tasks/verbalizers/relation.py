@@ -11,9 +11,11 @@ Heads and tails are escaped with :func:`~metaprompt.tasks.verbalizers.base.escap
 
 Candidate-pair records (gad, pgr: one row = one entity pair to classify) are asked about their
 pair: the prompt names the candidate triple and the answer is ``yes`` (the pair holds it) or ``no``.
-A one-token decision, not the triple: ranked by summed log-likelihood, a copied triple pays ~0.2 nats
-per copied token (13 tokens for ``@GENE$ | associated_with | @DISEASE$``) that ``None`` does not, and
-that cost, not the evidence, decided every ladder teacher's answer (all None; issue 10 note). Parsing
+A one-token decision, not the triple: ranked by summed log-likelihood, the triple's 14 tokens
+(``@GENE$ | associated_with | @DISEASE$`` in SmolLM2's tokenizer) all cost log-probability that the
+one-token ``None`` does not pay, so the ranking leans to ``None`` whatever the text says (the first
+ladder's teachers answered None to every pair, with the same mean margin on pairs that hold and pairs
+that do not; issue 10 note). ``yes`` and ``no`` are one token each. Parsing
 such a record: a first word ``yes`` gives the candidate, ``no``/``None`` nothing; anything else is read
 as triple lines as below (a model that writes the triple is still understood).
 
