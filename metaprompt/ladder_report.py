@@ -9,9 +9,14 @@ systems were trained (seed s of one vs seed s of the other).
 from __future__ import annotations
 
 import csv
+import datetime
 import json
+import os
+import platform
 import statistics
 from pathlib import Path
+
+import torch
 
 from metaprompt.evaluation.bootstrap import FAMILY_METRICS, paired_bootstrap, stats_family
 from metaprompt.evaluation.constant import best_constant
@@ -192,6 +197,40 @@ def target_tables(runs: list[Run]) -> list[str]:
     return lines
 
 
+def machine() -> str:
+    """This machine in words: CPU model and cores, memory, GPU if any (where the report is written)."""
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines() if ln.startswith("model name")]
+        model = names[0] if names else model
+    try:
+        memory = f", {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB"
+    except (ValueError, OSError, AttributeError):  # not every platform has these sysconf names
+        memory = ""
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{os.cpu_count()} CPU cores ({model}){memory}{gpu}"
+
+
+def compute_lines(out: Path) -> list[str]:
+    """What the tables cost: the summed wall time of the runs recorded under ``out/done``."""
+    records = {p.stem: json.loads(p.read_text())["result"] for p in sorted((out / "done").glob("*.json"))}
+
+    def hours(names: list[str], key: str = "seconds") -> float:
+        return sum(records[n].get(key, 0.0) for n in names) / 3600
+
+    sweep = [n for n in records if n.startswith("sweep__")]
+    ladder = [n for n in records if n not in sweep]
+    today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return [
+        f"Written {today} on {machine()}. Compute behind these tables: {len(ladder)} runs, "
+        f"{hours(ladder):.1f} h wall time ({hours(ladder, 'train_seconds'):.1f} h training, "
+        f"{hours(ladder, 'eval_seconds'):.1f} h scoring, where recorded), run in resumable chunks; the "
+        f"learning-rate sweep: {len(sweep)} runs, {hours(sweep):.1f} h.",
+        "",
+    ]
+
+
 def write_report(out: Path, complete: bool) -> None:
     """Write ``results.csv`` and ``results.md`` from whatever has finished under ``out``."""
     runs = collect(out)
@@ -207,6 +246,7 @@ def write_report(out: Path, complete: bool) -> None:
         "Scores x100 with 95% percentile bootstrap intervals (1,000 resamples of the test examples); differences",
         "are paired bootstraps on the same examples, seed-matched for trained systems.",
         "",
+        *compute_lines(out),
         "## Sources: teachers and student vs the zero-shot backbone (validation split)",
         "",
         *source_tables(runs),
