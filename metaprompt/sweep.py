@@ -54,12 +54,13 @@ class Sweep(Pipeline):
         steps = min(stage.max_steps, self.max_steps)
         stage = Stage(steps, {**stage.model, "learning_rate": lr, "generate_eval": False}, stage.data)
         key = self._key("sweep-v1", stage_name, kw, tasks, asdict(stage), self.config.backbone, self.config.data)
+        data = self._data(tasks, stage)
+        key = self.record_key(key, data, kw)  # + the data served and the upstream adapter's content
         if record.is_file() and json.loads(record.read_text()).get("key") == key:
             loss = json.loads(record.read_text())["result"]["val_loss"]
         else:
             start = time.perf_counter()
             L.seed_everything(0, verbose=False)
-            data = self._data(tasks, stage)
             model = cls(**self.module_kwargs(data.task_names, folder, kw, stage))
             common = dict(
                 accelerator=self.config.accelerator, devices=1, precision=self.config.precision,
@@ -140,13 +141,26 @@ class Sweep(Pipeline):
         return chosen
 
     def _write(self, chosen: dict[str, float]) -> None:
+        """sweep.csv / sweep.md: this run's stages, plus the rows of stages swept before and not now."""
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        with (self.sweep_dir / "sweep.csv").open("w", newline="") as f:
+        path, swept = self.sweep_dir / "sweep.csv", {row["stage"] for row in self.rows}
+        earlier = []
+        if path.is_file():
+            with path.open(newline="") as f:
+                earlier = [r for r in csv.DictReader(f) if r["stage"] not in swept]
+            for r in earlier:
+                r["learning_rate"], r["val_loss"] = float(r["learning_rate"]), float(r["val_loss"])
+        for stage in {r["stage"] for r in earlier}:  # their choice: the lowest validation loss, as when swept
+            chosen.setdefault(
+                stage, min((r for r in earlier if r["stage"] == stage), key=lambda r: r["val_loss"])["learning_rate"]
+            )
+        rows = earlier + self.rows
+        with path.open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=["stage", "learning_rate", "val_loss", "tasks"])
             writer.writeheader()
-            writer.writerows(self.rows)
+            writer.writerows(rows)
         lines = ["| stage | learning rate | validation loss | chosen |", "|---|---:|---:|---|"]
-        for row in self.rows:
+        for row in rows:
             mark = "yes" if chosen.get(row["stage"]) == row["learning_rate"] else ""
             lines.append(f"| {row['stage']} | {row['learning_rate']:g} | {row['val_loss']:.4f} | {mark} |")
         text = "\n".join(lines) + "\n"

@@ -83,3 +83,19 @@ def test_the_committed_ladder_config_parses_and_validates():
     assert config.max_minutes == 30 and config.shots == {16: [0, 1, 2], 64: [0]}
     assert isinstance(config.teacher, Stage) and config.data["max_eval_per_task"] == {"ranked": 200, "generated": 100}
     Ladder(config)  # steps cover every k
+
+
+def test_sweep_resumes_and_keeps_the_rows_of_stages_swept_before(tmp_path, data_root, capsys):
+    from metaprompt.sweep import GRIDS, Sweep
+
+    cfg = tiny_config(tmp_path, data_root)
+    chosen = Sweep(cfg, max_val=4, sweep_targets=1, max_steps=2).run(("teacher",))
+    assert chosen["teacher"] in GRIDS["teacher"]
+    Sweep(cfg, max_val=4, sweep_targets=1, max_steps=2).run(("prompt_tuning",))  # a later, separate sweep
+    rows = list(csv.DictReader((tmp_path / "sweep" / "sweep.csv").open()))
+    assert [r["stage"] for r in rows] == ["teacher"] * 3 + ["prompt_tuning"] * 3  # the teacher's rows stay
+    md = (tmp_path / "sweep" / "sweep.md").read_text()
+    assert md.count("| yes |") == 2  # one choice per stage, the earlier stage's too
+    capsys.readouterr()
+    Sweep(cfg, max_val=4, sweep_targets=1, max_steps=2).run(("teacher", "prompt_tuning"))
+    assert "[sweep]" not in capsys.readouterr().out  # every point recorded: nothing trains again
