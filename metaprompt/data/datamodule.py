@@ -266,6 +266,11 @@ class MultitaskDataModule(L.LightningDataModule):
                     "over_length": n_over,
                     "dropped": n_over if hp.drop_over_length else 0,
                 }
+                if split == "train" and hp.max_train_target_tokens is not None:  # said, not silent
+                    cap = hp.max_train_target_tokens
+                    self.report[spec.name][split]["target_cut"] = (
+                        sum(len(t) > cap for t in ds["target_ids"]) if ds is not None else 0
+                    )
                 if ds is not None and hp.drop_over_length:
                     ds = ds.filter(lambda r: not r["over_length"])
                 if ds is not None and len(ds) and split != "train":
@@ -283,6 +288,12 @@ class MultitaskDataModule(L.LightningDataModule):
         rank_zero_info(
             f"[metaprompt] truncated prompts per task/split: {json.dumps({k: v for k, v in truncated.items() if v})}"
         )
+        cut = {n: r["train"].get("target_cut", 0) for n, r in self.report.items() if "train" in r}
+        if any(cut.values()):
+            rank_zero_info(
+                f"[metaprompt] training rows whose target is cut to its first {hp.max_train_target_tokens} tokens "
+                f"(max_train_target_tokens; evaluation sees whole targets): {json.dumps({k: v for k, v in cut.items() if v})}"
+            )
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         hp = self.hparams

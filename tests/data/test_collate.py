@@ -45,5 +45,7 @@ def test_datamodule_caps_training_targets_only(data_root):
     dm.setup("fit")
     train = next(iter(dm.train_dataloader()))
     assert int((train["labels"] != IGNORE_INDEX).sum(1).max()) <= 5
+    lengths = [len(t) for t in dm.splits["train"]["target_ids"]]
+    assert dm.report["medquad"]["train"]["target_cut"] == sum(n > 5 for n in lengths) > 0  # counted, not silent
     val = next(iter(dm.val_dataloader()))
     assert int((val["labels"] != IGNORE_INDEX).sum(1).max()) > 5  # evaluation sees whole answers
