@@ -33,7 +33,10 @@ RUNS = [(name, stage) for name, stages in PLAN.items() for stage in stages]
 UPSTREAM = {"distill": "teacher", "target": "distill"}
 SHARDED = {"ddp": False, "fsdp2": True, "zero2": False, "zero3": True}  # params all-gathered in forward
 LAUNCH_TIMEOUT = 420  # seconds, then both ranks are SIGKILLed (a hung gloo collective ignores SIGTERM)
-ATOL = 1e-5  # observed differences are <= 3e-7 (fp32 reduction order); training moves values by >= 1e-2
+# fp32 reduction order differs between 2 ranks and 1 process (~1e-7 in a gradient); Adam divides by the running
+# RMS, so an element whose gradient is small next to its RMS amplifies that: observed <= 1.5e-5 (1 of 128
+# elements, ZeRO-3 LoRA on the gad yes/no rows). A real sharding bug moves whole tensors by ~lr = 1e-2.
+ATOL = 1e-4
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -117,7 +120,9 @@ def test_adapter_equals_a_single_process_run(run, setup, name, stage, tmp_path):
     initial = _initial_adapter(stage, backbone, setup["task_names"], upstream, tmp_path / "initial")
     assert set(consolidated) == set(reference) == set(live) and config.task_names == setup["task_names"]
     for key, expected in reference.items():
-        torch.testing.assert_close(consolidated[key], expected, atol=ATOL, rtol=0, msg=f"{run['strategy']} {key}")
+        torch.testing.assert_close(
+            consolidated[key], expected, atol=ATOL, rtol=0, msg=lambda m, key=key: f"{run['strategy']} {key}: {m}"
+        )
         torch.testing.assert_close(live[key], consolidated[key], atol=ATOL, rtol=0)
     moved = max((reference[k] - initial[k]).abs().max().item() for k in reference)
     assert moved > 100 * ATOL, f"training barely moved the adapter ({moved}): the comparison would be vacuous"
