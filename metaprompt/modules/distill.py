@@ -152,6 +152,9 @@ class MultitaskDistillation(PromptModule):
         return head if fast.fused_loss and fast.target_only_logits and fusable(head) else None
 
     def compute_loss(self, batch: dict) -> dict[str, torch.Tensor]:
+        if self.loss_fn.lam == 0:  # "no distillation" (ablation): the loss is the CE alone, the teachers add nothing
+            ce = self.forward(batch, need_logits=False).loss
+            return {"loss": ce.float(), "ce": ce}
         layers = self._hidden_layers()
         if self.teacher_cache is not None:
             student = self.forward(batch, hidden_layers=layers)

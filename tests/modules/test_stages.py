@@ -254,6 +254,26 @@ def test_fused_distillation_equals_the_logits_path(distilled):
         torch.testing.assert_close(fused_grads[name], grad, atol=1e-7, rtol=1e-4)
 
 
+def test_no_distillation_skips_the_teachers_and_trains_on_the_cross_entropy(distilled, monkeypatch):
+    """λ = 0 (the ablation): the loss and its gradients are the CE of the full path, without a teacher forward."""
+    module = distilled[0]
+    batch = make_batch(seed=6, rows=4, target_length=5)
+    module.zero_grad()
+    full = module.compute_loss(batch)
+    full["ce"].backward()
+    expected = {n: p.grad.clone() for n, p in module.named_parameters() if p.requires_grad}
+    lam = module.loss_fn.lam
+    monkeypatch.setattr(module.loss_fn, "lam", 0.0)
+    monkeypatch.setattr(module, "teacher_forward", lambda *a, **k: pytest.fail("the teachers ran with lam = 0"))
+    module.zero_grad()
+    losses = module.compute_loss(batch)
+    losses["loss"].backward()
+    assert lam > 0 and set(losses) == {"loss", "ce"}
+    torch.testing.assert_close(losses["loss"], full["ce"].float(), atol=1e-6, rtol=1e-5)
+    for name, grad in expected.items():
+        torch.testing.assert_close(module.get_parameter(name).grad, grad, atol=1e-7, rtol=1e-4)
+
+
 # --- stage 3: target adaptation -------------------------------------------------------------------------------
 
 
