@@ -4,6 +4,10 @@ metaprompt data stats [--root DIR] [--backbone NAME] [--max-length N]
 metaprompt fit|validate|test|predict -c lightning_configs/<stage>.yaml   (LightningCLI)
 metaprompt pipeline -c lightning_configs/demo.yaml                       (the chain + baselines)
 metaprompt sweep|ladder -c lightning_configs/ladder.yaml                 (learning rates; the sanity ladder)
+metaprompt configs                                                       (the shipped configs, by name)
+
+``-c`` takes a file, or the name of a shipped config (``lightning_configs/teacher.yaml``, ``teacher``) from
+any directory: the configs are package data (metaprompt/configs.py).
 
 Exit status of ``ladder``: 0 complete, 3 stopped by --pipeline.max_minutes (rerun to continue).
 """
@@ -93,19 +97,20 @@ def ladder_main(argv: list[str], sweep: bool = False) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    from metaprompt.configs import CONFIG_DIR, list_main, resolve_config_args
+
+    argv = resolve_config_args(list(sys.argv[1:] if argv is None else argv))
     _offline_defaults()
     if argv[:1] == ["data"]:
         return data_main(argv[1:])
+    if argv[:1] == ["configs"]:
+        return list_main(argv[1:])
     if argv[:1] == ["pipeline"]:
         return pipeline_main(argv[1:])
     if argv[:1] in (["ladder"], ["sweep"]):
         return ladder_main(argv[1:], sweep=argv[0] == "sweep")
     if argv[:1] == ["demo"]:  # the pipeline on the embedded backbone and a small real-task subset
-        from pathlib import Path
-
-        demo = Path(__file__).resolve().parents[1] / "lightning_configs" / "demo.yaml"
-        return pipeline_main(["-c", str(demo), *argv[1:]])
+        return pipeline_main(["-c", str(CONFIG_DIR / "demo.yaml"), *argv[1:]])
     if argv[:1] and argv[0] in ("fit", "validate", "test", "predict") or argv[:1] in (["--help"], ["-h"]):
         from metaprompt.cli import cli_main
 

@@ -23,11 +23,12 @@ from typing import Any
 
 import yaml
 
+from metaprompt.configs import CONFIG_DIR
 from metaprompt.tasks.catalog import load_manifest, resolve_root
 from metaprompt.tasks.records import TASK_TYPES, Record
 from metaprompt.tasks.splits import canonical_splits
 
-TASKSET_DIR = Path(__file__).resolve().parents[2] / "lightning_configs" / "tasks"
+TASKSET_DIR = CONFIG_DIR / "tasks"
 
 
 @dataclass(frozen=True)
