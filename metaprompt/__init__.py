@@ -2,9 +2,26 @@
 
 The package reads top to bottom along the data's way through it::
 
-    tasks/     original files -> typed records -> (prompt text, target text) and back
-    data/      MultitaskDataModule: tokenise, sample tasks, collate rows with task ids
-    backbones/ frozen HF causal LMs (embedded SmolLM2, presets, tiny test models)
+    tasks/        original files -> typed records -> (prompt text, target text) and back (readers/,
+                  verbalizers/, canonical splits, user-declared task sets)
+    data/         MultitaskDataModule: tokenise, sample tasks (p_i ∝ n_i^(1/T)), k-shot subsets, collate
+                  rows with task ids, length bucketing
+    backbones/    frozen HF causal LMs: embedded SmolLM2 (GGUF), presets, tiny test models, meta-device shapes
+    prompts/      the trainable prompts: SoftPrompt [K, l, d], DecomposedPrompt P* ∘ (U_k V_kᵀ), injection
+    fastpaths/    switches of the prompted forward (shared prefix, target-only logits, fused loss,
+                  checkpointing) and the cached-teacher top-k
+    modules/      one LightningModule per stage on a shared base: teacher, distill, target, lora
+    losses.py     CE + λ (τ²·KL + β·hidden MSE), the one place the MPT loss is written
+    optim.py      TaskAdamW: a task's rows move only on steps whose batch had that task
+    evaluation/   metrics, ranked log-likelihood scoring, bootstrap intervals, constant-answer floors
+    adapters.py   portable adapter files (safetensors + JSON); PEFT export
+    scale/        DDP / FSDP2 / DeepSpeed ZeRO strategies, gathered export, checkpoint consolidation
+    callbacks.py  adapter export at the end of fit
+    cli.py        LightningCLI (metaprompt fit|validate|test|predict)
+    configs.py    the shipped configs (lightning_configs/), found by name from any directory
+    pipeline.py   teacher -> distill -> target -> test, + baselines, resumable by stage records
+    sweep.py      learning rate per stage on validation loss
+    ladder.py     the sanity ladder (issue 10); ladder_report.py writes its tables
 """
 
 __version__ = "0.1.0"
