@@ -2,7 +2,7 @@
 
 Used for exact parameter counts and trainable fractions of the 8B/20B presets, for memory estimates
 (``docs/scale_out.md``), for random-weight benchmark shapes (``bench/gpu_smoke.py``) and to rebuild a
-stage's adapter modules when consolidating a sharded checkpoint (``metaprompt.scale.consolidate``).
+stage's adapter modules when consolidating a sharded checkpoint (``metaprompt.consolidation.consolidate``).
 
     model = build_on_meta("llama-3.1-8b")
     sum(p.numel() for p in model.parameters())   # 8,030,261,248

@@ -37,12 +37,13 @@ from metaprompt.evaluation.ranking import (
 )
 from metaprompt.fastpaths import FastPaths
 from metaprompt.modules.forward import ForwardOut, candidate_logprobs, decoder_and_head, generate, prompted_forward
+from metaprompt.modules.fsdp2 import parallelize
 from metaprompt.optim import TaskAdamW
 from metaprompt.prompts.prefix import supports_shared_prefix
 from metaprompt.scale import full_numel, full_shape, is_fsdp2, outside_zero_init, params_are_sharded, zero_stage
-from metaprompt.scale.consolidation import MODULE_KEY
-from metaprompt.scale.fsdp2 import parallelize
 from metaprompt.scale.zero import zero3_hf_config
+
+MODULE_KEY = "metaprompt_module"  # checkpoint key: the stage's class path (on_save_checkpoint), for consolidation
 
 # Greedy decoding budget per task type (tokens); NER/RE lists and summaries are the long ones.
 DEFAULT_MAX_NEW_TOKENS = {"ner": 128, "re": 128, "qa": 96, "nli": 8, "summarization": 128}
@@ -173,7 +174,7 @@ class PromptModule(L.LightningModule):
         ``shared_prefix`` (its greedy decoder stops per rank instead of continuing until every rank is
         done, as ``generate(synced_gpus=True)`` does). ``fused_loss`` is switched off too: ZeRO-3/FSDP2
         all-gather weights in module hooks, and the fused loss reads the head's weight directly. Stages
-        with another layout may override this (see ``metaprompt.scale.fsdp2.parallelize``).
+        with another layout may override this (see ``metaprompt.modules.fsdp2.parallelize``).
         """
         if params_are_sharded(strategy):
             self.fast_paths = dataclasses.replace(
@@ -278,7 +279,7 @@ class PromptModule(L.LightningModule):
         return out
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # The stage class, so that `metaprompt.scale.consolidate(ckpt, out)` can rebuild the adapter.
+        # The stage class, so that `metaprompt.consolidation.consolidate(ckpt, out)` can rebuild the adapter.
         checkpoint[MODULE_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
 
     # ----------------------------------------------------------------- evaluation

@@ -20,7 +20,6 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from metaprompt.scale.fsdp2 import is_dtensor
 from metaprompt.scale.zero import gathered
 
 
@@ -62,3 +61,9 @@ def full_adapter(module: nn.Module) -> Iterator[None]:
     dtensor_names = [n for n, p in params if is_dtensor(p)]
     with gathered([p for _, p in params]), _dtensors_as_full(module, dtensor_names), torch.no_grad():
         yield
+
+
+def is_dtensor(tensor: torch.Tensor) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(tensor, DTensor)

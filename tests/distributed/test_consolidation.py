@@ -1,4 +1,4 @@
-"""``metaprompt.scale.consolidate`` on single-process checkpoints (the sharded formats are covered by
+"""``metaprompt.consolidation.consolidate`` on single-process checkpoints (the sharded formats are covered by
 test_strategies.py): the adapter it writes equals the one the live module exports, without loading
 the backbone's weights."""
 
@@ -11,10 +11,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 
 from metaprompt.adapters import load_adapter
+from metaprompt.consolidation import consolidate, read_checkpoint, rebuild_adapter
 from metaprompt.data.collate import CausalLMCollator
 from metaprompt.modules import LoRA, TeacherPromptTuning
-from metaprompt.scale import consolidate, full_adapter, read_checkpoint
-from metaprompt.scale.consolidation import rebuild_adapter
+from metaprompt.scale import full_adapter
 
 TASKS = ["a", "b"]
 

@@ -27,7 +27,8 @@ import torch.distributed as dist
 from stages import EXTRA, STEPS, data_module, stage_module
 
 import metaprompt.modules.base as base_module
-from metaprompt.scale import FSDP2Strategy, consolidate, full_adapter, release_process_group, zero_stage
+from metaprompt.consolidation import consolidate
+from metaprompt.scale import FSDP2Strategy, full_adapter, release_process_group, zero_stage
 from metaprompt.scale.zero import is_zero3_param
 
 TIMEOUT = timedelta(seconds=60)  # collectives fail instead of hanging forever

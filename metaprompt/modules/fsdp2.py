@@ -21,8 +21,9 @@ else the decoder silently returns no hidden states (the distillation MSE needs t
 
 from __future__ import annotations
 
-import torch
 from torch import nn
+
+from metaprompt.modules.forward import decoder_and_head
 
 
 def _trainable(module: nn.Module) -> bool:
@@ -53,8 +54,6 @@ def parallelize(module: nn.Module, mesh) -> nn.Module:
     Returns:
         ``module``, with DTensor parameters sharded on dim 0 across ``mesh``.
     """
-    from metaprompt.modules.forward import decoder_and_head
-
     backbone = module.backbone
     decoder, head = decoder_and_head(backbone)
     embedding = backbone.get_input_embeddings()
@@ -71,9 +70,3 @@ def parallelize(module: nn.Module, mesh) -> nn.Module:
         if name != "backbone" and _trainable(child):
             _shard(child, mesh=mesh, reshard_after_forward=True)
     return module
-
-
-def is_dtensor(tensor: torch.Tensor) -> bool:
-    from torch.distributed.tensor import DTensor
-
-    return isinstance(tensor, DTensor)

@@ -12,10 +12,10 @@ the stage's adapter modules on a backbone built on the meta device (no weights a
 state into them and calls the stage's own ``export_adapter``, so the file is exactly the one a
 single-device run would write::
 
-    from metaprompt.scale import consolidate
+    from metaprompt.consolidation import consolidate
     consolidate("runs/teacher/checkpoints/last.ckpt", "runs/teacher/adapter")
 
-    python -m metaprompt.scale.consolidation runs/teacher/checkpoints/last.ckpt runs/teacher/adapter
+    python -m metaprompt.consolidation runs/teacher/checkpoints/last.ckpt runs/teacher/adapter
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from typing import Any
 
 import torch
 
-MODULE_KEY = "metaprompt_module"  # class path of the LightningModule, written by PromptModule.on_save_checkpoint
+from metaprompt.modules.base import MODULE_KEY
+
 _DEEPSPEED_PREFIX = "_forward_module."
 
 
@@ -140,9 +141,7 @@ def consolidate(checkpoint: str | Path, out_folder: str | Path, module_cls: type
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m metaprompt.scale.consolidation", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m metaprompt.consolidation", description=__doc__.split("\n")[0])
     parser.add_argument("checkpoint", help=".ckpt file, DeepSpeed folder or FSDP2 (DCP) folder")
     parser.add_argument("out_folder", help="adapter folder to write")
     args = parser.parse_args(argv)
