@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -69,10 +70,14 @@ def test_configs_command_lists_them(capsys):
 def test_an_installed_package_runs_outside_the_checkout(tmp_path, data_root):
     """``pip install .`` (no deps: they are this venv's) into a fresh folder; from a directory with no
     checkout, ``data stats`` and a 1-step ``fit -c lightning_configs/teacher.yaml`` on the tiny backbone work."""
-    site, cwd = tmp_path / "site", tmp_path / "elsewhere"
+    site, cwd, src = tmp_path / "site", tmp_path / "elsewhere", tmp_path / "src"
     cwd.mkdir()
+    # build from a clean copy of what the sdist holds: a checkout's stale build/ would leak into the wheel
+    shutil.copytree(ROOT / "metaprompt", src / "metaprompt", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
     pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(site)]
-    subprocess.run([*pip, str(ROOT)], check=True, capture_output=True, timeout=300)
+    subprocess.run([*pip, str(src)], check=True, capture_output=True, timeout=300)
     assert (site / "metaprompt" / "lightning_configs" / "tasks" / "clinical21.yaml").is_file()
     env = {**os.environ, "PYTHONPATH": str(site), "METAPROMPT_DATA": str(data_root)}
 
