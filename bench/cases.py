@@ -17,9 +17,9 @@ from peft import LoraConfig, PromptTuningConfig, PromptTuningInit, get_peft_mode
 from bench.common import Settings, rows
 from metaprompt.backbones import load_backbone, load_tokenizer
 from metaprompt.data.collate import CausalLMCollator
-from metaprompt.fastpaths import FastPaths
+from metaprompt.forward import FastPaths
+from metaprompt.forward.prompted import generate
 from metaprompt.modules import MultitaskDistillation, TeacherPromptTuning
-from metaprompt.modules.forward import generate
 
 
 def task_names(n: int) -> list[str]:

@@ -19,7 +19,7 @@ import torch
 
 from bench import cases
 from bench.common import FULL, SMOKE, rss_mb
-from metaprompt.fastpaths import FastPaths
+from metaprompt.forward import FastPaths
 
 CASES = ("ours", "ours_checkpointing", "peft", "distill_long", "distill_long_logits")
 

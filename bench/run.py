@@ -24,7 +24,7 @@ from bench.common import FULL, SMOKE, Settings, interleaved_medians, machine, ru
 from bench.padding import padding
 from bench.report import TARGETS, markdown, met
 from bench.sizes import lora_bytes, target_adapter_bytes
-from metaprompt.fastpaths import FastPaths
+from metaprompt.forward import FastPaths
 
 ABLATIONS = {  # one switch away from the defaults (shared prefix and target-only logits off: PEFT's path, p1)
     "no_shared_prefix": {"shared_prefix": False},

@@ -7,15 +7,17 @@ The package reads top to bottom along the data's way through it::
     data/         MultitaskDataModule: tokenise, sample tasks (p_i ∝ n_i^(1/T)), k-shot subsets, collate
                   rows with task ids, length bucketing
     backbones/    frozen HF causal LMs: embedded SmolLM2 (GGUF), presets, tiny test models, meta-device shapes
-    prompts/      the trainable prompts: SoftPrompt [K, l, d], DecomposedPrompt P* ∘ (U_k V_kᵀ), injection
-    fastpaths/    switches of the prompted forward (shared prefix, target-only logits, fused loss,
-                  checkpointing) and the cached-teacher top-k
-    modules/      one LightningModule per stage on a shared base: teacher, distill, target, lora
+    prompts/      the trainable prompts: SoftPrompt [K, l, d], DecomposedPrompt P* ∘ (U_k V_kᵀ)
+    forward/      the prompted backbone call: injection, shared prefix and its memo, fused loss,
+                  checkpointing, generation, ranked scoring, and their switches (FastPaths)
+    modules/      one LightningModule per stage on a shared base: teacher, distill (+ teacher_cache),
+                  target, lora; fsdp2.py lays a stage out for FSDP2
     losses.py     CE + λ (τ²·KL + β·hidden MSE), the one place the MPT loss is written
     optim.py      TaskAdamW: a task's rows move only on steps whose batch had that task
     evaluation/   metrics, ranked log-likelihood scoring, bootstrap intervals, constant-answer floors
     adapters.py   portable adapter files (safetensors + JSON); PEFT export
-    scale/        DDP / FSDP2 / DeepSpeed ZeRO strategies, gathered export, checkpoint consolidation
+    scale/        DDP / FSDP2 / DeepSpeed ZeRO strategies, gathered export (imports nothing above it)
+    consolidation.py  any checkpoint (DDP file, ZeRO / FSDP2 folder) -> the portable adapter file
     callbacks.py  adapter export at the end of fit
     cli.py        LightningCLI (metaprompt fit|validate|test|predict)
     configs.py    the shipped configs (lightning_configs/), found by name from any directory

@@ -68,7 +68,7 @@ def target_token_kl(
         teacher_logits: ``[N, V]`` teacher logits at the same positions (detached here).
         temperature: Softmax temperature ``T`` applied to both sides.
         weights: Optional ``[N]`` token weights summing to 1 (per-task averaging, see
-            ``metaprompt.modules.forward.task_balanced_weights``); default: the plain mean.
+            ``metaprompt.forward.prompted.task_balanced_weights``); default: the plain mean.
 
     Returns:
         Scalar fp32 tensor ``T**2 * mean_n KL(softmax(teacher_n / T) || softmax(student_n / T))``;
@@ -234,7 +234,7 @@ class DistillationLoss(torch.nn.Module):
 
         The teacher comes as logits (online, exact KL), as a cached top-k (``teacher_topk``, the
         (k+1)-way KL of :func:`topk_kl`), or as the KL itself computed without logits (``kl``, from
-        ``fastpaths.fused_loss.frozen_head_distillation``); this is the one place the MPT loss is written.
+        ``forward.fused_loss.frozen_head_distillation``); this is the one place the MPT loss is written.
 
         Args:
             ce: Scalar cross-entropy of the student on the target tokens.

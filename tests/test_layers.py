@@ -42,5 +42,5 @@ def test_the_import_scan_sees_function_level_and_relative_imports(tmp_path):
     probe = PACKAGE / "scale" / "zero.py"
     assert "scale" in metaprompt_imports(probe)
     fake = tmp_path / "x.py"
-    fake.write_text("def f():\n    from metaprompt.modules.forward import g\n    import metaprompt.backbones\n")
+    fake.write_text("def f():\n    from metaprompt.modules.base import g\n    import metaprompt.backbones\n")
     assert metaprompt_imports(fake) == {"modules", "backbones"}

@@ -35,11 +35,11 @@ from metaprompt.evaluation.ranking import (
     rank,
     token_logprobs,
 )
-from metaprompt.fastpaths import FastPaths
-from metaprompt.modules.forward import ForwardOut, candidate_logprobs, decoder_and_head, generate, prompted_forward
+from metaprompt.forward import FastPaths
+from metaprompt.forward.prefix import supports_shared_prefix
+from metaprompt.forward.prompted import ForwardOut, candidate_logprobs, decoder_and_head, generate, prompted_forward
 from metaprompt.modules.fsdp2 import parallelize
 from metaprompt.optim import TaskAdamW
-from metaprompt.prompts.prefix import supports_shared_prefix
 from metaprompt.scale import full_numel, full_shape, is_fsdp2, outside_zero_init, params_are_sharded, zero_stage
 from metaprompt.scale.zero import zero3_hf_config
 
@@ -77,7 +77,7 @@ class PromptModule(L.LightningModule):
         log_predictions: Rows per task kept in the prediction table.
         output_dir: Where test writes ``metrics.json`` and ``predictions.jsonl`` (optional).
         seed: Seed for prompt init.
-        fast_paths: :class:`~metaprompt.fastpaths.FastPaths` switches, e.g. ``{"shared_prefix": false}``
+        fast_paths: :class:`~metaprompt.forward.FastPaths` switches, e.g. ``{"shared_prefix": false}``
             (default: every exact speed-up on); every stage honours them.
         label_scoring: How label-like answers (NLI labels, yes/no/maybe, multiple choice, a candidate
             pair's relation vs none) are scored: ``"ranked"`` picks the allowed answer with the highest

@@ -6,7 +6,7 @@ the teachers on all source tasks (MPT, Wang et al. 2023):
 The teacher is the *same* frozen backbone with the frozen teacher prompts (one extra no-grad forward),
 never a second model copy. Teacher and student prompts have the same length, so target positions align.
 With ``teacher_cache`` the teachers' top-k log-probabilities and hidden states are computed once at fit
-start and memory-mapped under the run folder (``metaprompt.fastpaths.teacher_cache``): a step then runs
+start and memory-mapped under the run folder (``metaprompt.modules.teacher_cache``): a step then runs
 only the student.
 
     metaprompt fit -c lightning_configs/distill.yaml --model.teacher_adapter runs/x/teacher
@@ -21,11 +21,11 @@ import torch
 
 from metaprompt.adapters import AdapterConfig, load_adapter, save_adapter
 from metaprompt.data.collate import CausalLMCollator
-from metaprompt.fastpaths.fused_loss import frozen_head_distillation, fusable
-from metaprompt.fastpaths.teacher_cache import TeacherCache, build_teacher_cache, cached_distillation_loss
+from metaprompt.forward.fused_loss import frozen_head_distillation, fusable
+from metaprompt.forward.prompted import ForwardOut, decoder_and_head, prompted_forward
 from metaprompt.losses import DistillationLoss
 from metaprompt.modules.base import PromptModule
-from metaprompt.modules.forward import ForwardOut, decoder_and_head, prompted_forward
+from metaprompt.modules.teacher_cache import TeacherCache, build_teacher_cache, cached_distillation_loss
 from metaprompt.prompts import DecomposedPrompt, PromptInit, SoftPrompt
 from metaprompt.scale import params_are_sharded
 

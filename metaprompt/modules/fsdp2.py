@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from metaprompt.modules.forward import decoder_and_head
+from metaprompt.forward.prompted import decoder_and_head
 
 
 def _trainable(module: nn.Module) -> bool:

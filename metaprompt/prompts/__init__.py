@@ -1,7 +1,9 @@
-"""Prompts: task ids -> soft prompt embeddings ``[B, l, d]``, and their injection into a causal LM."""
+"""Prompts: the trainable prompt parameters, task ids -> soft prompt embeddings ``[B, l, d]``.
+
+How a prompt enters the backbone (injection, shared prefix, fused loss) is ``metaprompt.forward``.
+"""
 
 from metaprompt.prompts.decomposed import DecomposedPrompt
-from metaprompt.prompts.inject import PromptedInputs, prepend_prompt
 from metaprompt.prompts.soft_prompt import PromptInit, SoftPrompt
 
-__all__ = ["DecomposedPrompt", "PromptInit", "PromptedInputs", "SoftPrompt", "prepend_prompt"]
+__all__ = ["DecomposedPrompt", "PromptInit", "SoftPrompt"]

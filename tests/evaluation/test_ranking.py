@@ -18,8 +18,8 @@ from metaprompt.evaluation.ranking import (
     score_candidates,
     token_logprobs,
 )
-from metaprompt.modules import forward as forward_module
-from metaprompt.modules.forward import prompted_forward
+from metaprompt.forward import prompted as forward_module
+from metaprompt.forward.prompted import prompted_forward
 from metaprompt.prompts import SoftPrompt
 from metaprompt.tasks.records import NerRecord, NliRecord, QaRecord
 from metaprompt.tasks.verbalizers import get_verbalizer
@@ -165,7 +165,7 @@ def test_forward_rows_out_of_order_are_caught():
 def test_context_encoded_once_gives_the_concatenated_log_probs(name):
     """``candidate_logprobs`` (context KV cache shared by an example's candidates) == one full forward per
     candidate; contexts of different lengths (left padding) and wider than gpt-oss's sliding window."""
-    from metaprompt.modules.forward import candidate_logprobs
+    from metaprompt.forward.prompted import candidate_logprobs
 
     model, _ = load_backbone(name)
     model.eval().requires_grad_(False)

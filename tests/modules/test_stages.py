@@ -419,7 +419,7 @@ def test_prompt_length_is_honoured_or_rejected_by_every_stage(teacher_adapter, d
 
 @pytest.mark.parametrize("stage", ["lora", "target", "backbone"])
 def test_fast_paths_reach_every_stage(stage, distilled):
-    from metaprompt.fastpaths import FastPaths
+    from metaprompt.forward import FastPaths
     from metaprompt.modules import BackboneOnly
 
     kw = dict(backbone="tiny-llama", task_names=["t"], fast_paths={"fused_loss": False})

@@ -1,11 +1,11 @@
 """Backbone calls with a prompt in front: target-only logits for training, greedy generation for eval.
 
-Two fast paths, each switchable through :class:`~metaprompt.fastpaths.FastPaths` (same results either way):
+Two fast paths, each switchable through :class:`~metaprompt.forward.FastPaths` (same results either way):
 
 * target-only logits: the decoder's hidden states are gathered at the N positions that predict a target
   token ``[N, d]`` before the LM head, so a 128k-vocabulary model (LLaMA 3) never materialises
   ``[B, l + T, V]`` logits for prompt and input positions;
-* shared prefix (``metaprompt.prompts.prefix``): each distinct task's prompt runs through the backbone
+* shared prefix (``metaprompt.forward.prefix``): each distinct task's prompt runs through the backbone
   once per batch and rows attend to it as a KV cache, instead of ``[prompt, row]`` for every row.
 """
 
@@ -19,11 +19,11 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 
 from metaprompt.data.collate import IGNORE_INDEX
-from metaprompt.fastpaths.checkpointing import reading_cache, set_activation_checkpointing, writing_cache
-from metaprompt.fastpaths.fused_loss import frozen_head_cross_entropy, fusable
-from metaprompt.fastpaths.options import FastPaths
-from metaprompt.prompts.inject import positions_from_mask, prepend_prompt
-from metaprompt.prompts.prefix import (
+from metaprompt.forward.checkpointing import reading_cache, set_activation_checkpointing, writing_cache
+from metaprompt.forward.fused_loss import frozen_head_cross_entropy, fusable
+from metaprompt.forward.inject import positions_from_mask, prepend_prompt
+from metaprompt.forward.options import FastPaths
+from metaprompt.forward.prefix import (
     Prefix,
     distinct_prompts,
     for_rows,
@@ -32,7 +32,7 @@ from metaprompt.prompts.prefix import (
     run_prefix,
     supports_shared_prefix,
 )
-from metaprompt.prompts.prefix_memo import memo_of
+from metaprompt.forward.prefix_memo import memo_of
 
 
 @dataclass
@@ -133,7 +133,7 @@ def _rows_with_prefix(
     """Prefix pass over the distinct prompts, then the rows attending to it.
 
     Returns:
-        ``(prefix, rows, out, mask)``: the :class:`~metaprompt.prompts.prefix.Prefix`, each row's prefix
+        ``(prefix, rows, out, mask)``: the :class:`~metaprompt.forward.prefix.Prefix`, each row's prefix
         index ``[B]``, the row pass's decoder output, and the ``[B, l + T]`` mask (prefix + rows).
     """
     decoder, _ = decoder_and_head(model)
@@ -185,7 +185,7 @@ def prompted_forward(
         need_logits: False when only the loss is used: ``fast.fused_loss`` may then skip the logits.
         target_hidden: Skip the LM head altogether and return the ``[N, d]`` final hidden states at the
             target-predicting positions (``ForwardOut.target_hidden``; no logits, no loss), for a caller
-            that fuses its own loss with the frozen head (``fastpaths.fused_loss.frozen_head_distillation``).
+            that fuses its own loss with the frozen head (``forward.fused_loss.frozen_head_distillation``).
     """
     fast = FastPaths.from_config(fast)
     decoder, head = decoder_and_head(model)

@@ -145,7 +145,7 @@ def cached_distillation_loss(loss_fn, student, cached: CachedTeacher) -> dict[st
 
     Args:
         loss_fn: The stage's :class:`~metaprompt.losses.DistillationLoss` (its λ, τ, β, w_kl).
-        student: The student's :class:`~metaprompt.modules.forward.ForwardOut`.
+        student: The student's :class:`~metaprompt.forward.prompted.ForwardOut`.
         cached: From :meth:`TeacherCache.lookup`.
     """
     return loss_fn(

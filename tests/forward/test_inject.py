@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from metaprompt.prompts import PromptedInputs, prepend_prompt
-from metaprompt.prompts.inject import positions_from_mask
+from metaprompt.forward.inject import PromptedInputs, positions_from_mask, prepend_prompt
 
 D, L = 4, 3
 

@@ -2,7 +2,7 @@
 
 In a no-grad forward the prompt is a constant: evaluation decodes hundreds of batches with the same
 task prompts, and distillation's online teachers never change. The prefix pass of
-``metaprompt.prompts.prefix`` then gives the same keys/values every time, so they are kept per prompt
+``metaprompt.forward.prefix`` then gives the same keys/values every time, so they are kept per prompt
 (an LRU of single-task prefixes, matched by exact content) and only unseen prompts run. A prompt that
 changed (the optimizer stepped, another adapter was loaded) no longer matches and is recomputed, so
 results never depend on the memo; with gradients enabled it is never used.
@@ -15,7 +15,7 @@ from collections import OrderedDict
 
 import torch
 
-from metaprompt.prompts.prefix import Prefix, run_prefix
+from metaprompt.forward.prefix import Prefix, run_prefix
 
 CAPACITY = 32  # single-task prefixes kept per backbone (LLaMA-3.1-8B, l = 100, bf16: ~13 MB each)
 

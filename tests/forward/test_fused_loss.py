@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from metaprompt.backbones import load_backbone
-from metaprompt.fastpaths import fused_loss
-from metaprompt.fastpaths.fused_loss import frozen_head_cross_entropy, frozen_head_distillation, fusable
+from metaprompt.forward import fused_loss
+from metaprompt.forward.fused_loss import frozen_head_cross_entropy, frozen_head_distillation, fusable
+from metaprompt.forward.prompted import prompted_forward
 from metaprompt.losses import target_token_kl
-from metaprompt.modules.forward import prompted_forward
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

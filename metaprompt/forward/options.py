@@ -15,7 +15,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class FastPaths:
-    """Switches of :func:`metaprompt.modules.forward.prompted_forward` and ``generate``.
+    """Switches of :func:`metaprompt.forward.prompted.prompted_forward` and ``generate``.
 
     Attributes:
         shared_prefix: Run each distinct task's soft prompt through the backbone once per batch and let
@@ -23,12 +23,12 @@ class FastPaths:
             to concatenation where the backbone's cache layers are not plain full/sliding attention).
         reuse_prefix: In no-grad forwards (generation, evaluation, online teachers) keep each frozen
             prompt's prefix keys/values across calls and run only prompts not seen before (exact: matched
-            by content; ``metaprompt.prompts.prefix_memo``).
+            by content; ``metaprompt.forward.prefix_memo``).
         target_only_logits: Apply the LM head only where a target token is predicted (``[N, V]``); off:
             full ``[B, l + T, V]`` logits, then select (the usual HF path, for comparison).
         fused_loss: Where a stage needs only the loss (not the ``[N, V]`` logits), compute the target
             cross-entropy in chunks straight from the hidden states through the frozen head, with its
-            gradient formed in the forward (``metaprompt.fastpaths.fused_loss``); off: logits, then
+            gradient formed in the forward (``metaprompt.forward.fused_loss``); off: logits, then
             ``F.cross_entropy``. Distillation (online teacher) fuses its KL the same way: no ``[N, V]``
             student or teacher logits.
         activation_checkpointing: Recompute each decoder layer's activations in the backward pass instead

@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from metaprompt.data.collate import CausalLMCollator
-from metaprompt.fastpaths.teacher_cache import TeacherCache, batch_keys, row_key
 from metaprompt.modules import MultitaskDistillation, TeacherPromptTuning
+from metaprompt.modules.teacher_cache import TeacherCache, batch_keys, row_key
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: threads only add contention
 
 TASKS = ["alpha", "beta", "gamma"]
 

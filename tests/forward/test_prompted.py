@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from metaprompt.backbones import load_backbone
 from metaprompt.data.collate import IGNORE_INDEX, CausalLMCollator
-from metaprompt.modules.forward import decoder_and_head, generate, prompted_forward
+from metaprompt.forward.prompted import decoder_and_head, generate, prompted_forward
 from metaprompt.prompts import SoftPrompt
 
 BACKBONES = ["tiny-llama", "tiny-gpt-oss"]
@@ -289,7 +289,7 @@ def test_generation_stops_at_eos(setup, monkeypatch):
 
 
 def test_task_balanced_weights_average_per_task_then_by_row_count():
-    from metaprompt.modules.forward import task_balanced_weights
+    from metaprompt.forward.prompted import task_balanced_weights
 
     # task 0: two rows with 1 and 3 target tokens; task 1: one row with 8 target tokens
     mask = torch.zeros(3, 8, dtype=torch.bool)

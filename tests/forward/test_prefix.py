@@ -9,9 +9,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from metaprompt.backbones import load_backbone
-from metaprompt.fastpaths import FastPaths
-from metaprompt.modules.forward import decoder_and_head, generate, prompted_forward, uses_shared_prefix
-from metaprompt.prompts.prefix import distinct_prompts, supports_shared_prefix
+from metaprompt.forward import FastPaths
+from metaprompt.forward.prefix import distinct_prompts, supports_shared_prefix
+from metaprompt.forward.prompted import decoder_and_head, generate, prompted_forward, uses_shared_prefix
 
 CONCAT = {"shared_prefix": False}
 
@@ -197,7 +197,7 @@ def test_distinct_prompts_keeps_first_row_of_each_task():
 
 
 def test_frozen_prompts_prefix_is_reused_across_no_grad_calls(monkeypatch):
-    import metaprompt.prompts.prefix_memo as prefix_memo
+    import metaprompt.forward.prefix_memo as prefix_memo
 
     model, tokenizer = load_backbone("tiny-llama")
     runs = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from metaprompt.fastpaths import FastPaths
+from metaprompt.forward import FastPaths
 from metaprompt.modules import MultitaskDistillation, TeacherPromptTuning
 
 

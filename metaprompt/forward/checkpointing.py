@@ -5,7 +5,7 @@ because replaying a layer in the backward pass would append to the cache a secon
 prefix needs a cache, so:
 
 * the prefix pass (which *writes* the cache, ``U·l`` positions — small) runs without checkpointing;
-* the row pass only *reads* the prefix (``prompts.prefix.rows_cache(read_only=True)``), so replaying it
+* the row pass only *reads* the prefix (``forward.prefix.rows_cache(read_only=True)``), so replaying it
   is safe: its layers are marked ``_can_checkpoint_with_cache`` for the duration of the call.
 
 Non-reentrant checkpointing is used: it records the autograd graph normally, so gradients reach the
