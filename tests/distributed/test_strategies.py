@@ -24,7 +24,7 @@ from stages import EXTRA, STEPS, data_module, load_batches, reference_adapter, s
 from metaprompt.adapters import load_adapter
 from metaprompt.backbones import load_backbone
 
-pytestmark = [pytest.mark.distributed, pytest.mark.slow]
+pytestmark = [pytest.mark.distributed, pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 STRATEGIES = ["ddp", "fsdp2", "zero2", "zero3"]
 BACKBONES = {"llama": "tiny-llama", "oss": "tiny-gpt-oss"}
@@ -37,14 +37,6 @@ LAUNCH_TIMEOUT = 420  # seconds, then both ranks are SIGKILLed (a hung gloo coll
 # RMS, so an element whose gradient is small next to its RMS amplifies that: observed <= 1.5e-5 (1 of 128
 # elements, ZeRO-3 LoRA on the gad yes/no rows). A real sharding bug moves whole tensors by ~lr = 1e-2.
 ATOL = 1e-4
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

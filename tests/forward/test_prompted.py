@@ -23,14 +23,6 @@ SHORT = [(5, 3), (12, 2), (30, 4), (9, 1)]  # (prompt tokens, target tokens): ev
 LONG = [*SHORT, (70, 3)]  # wider than tiny gpt-oss's 64-token sliding window
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matmuls: threads only add contention
-    yield
-    torch.set_num_threads(threads)
-
-
 def sharpen(model: torch.nn.Module, factor: float = 8.0) -> torch.nn.Module:
     with torch.no_grad():
         for name, p in model.named_parameters():

@@ -21,12 +21,7 @@ N, EXTRA = 3, 3
 TASKS = ["a", "b"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matmuls: threads only add contention
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny matmuls: threads only add contention
 
 
 def fixed_batches():

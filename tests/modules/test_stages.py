@@ -25,12 +25,7 @@ TASKS = ["a", "b"]
 K, LENGTH, D, RANK = 2, 4, 64, 2  # d = the tiny backbones' hidden size
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matmuls: threads only add contention
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny matmuls: threads only add contention
 
 
 def make_batch(seed=0, rows=4, task_ids=None, target_length=3):
