@@ -88,13 +88,20 @@ class Ladder(Pipeline):
         if missing:
             raise ValueError(f"ladder: steps has no entry for k = {missing} (steps: {config.steps})")
         self.started = time.monotonic()
+        self._current: set[Path] | None = None  # set while current_folders() walks the plan
 
     def _run(self, name, key, module_cls, module_kw, tasks, stage, folder, test, seed=0, data_cls=MultitaskDataModule):
         """:meth:`Pipeline._run` within the chunk's time, with the prompt text dropped from its predictions."""
-        record = self.out / "done" / f"{name.replace('/', '__')}.json"
         limit = self.config.max_minutes
-        if limit is not None and not record.is_file() and time.monotonic() - self.started > 60 * limit:
-            raise OutOfTime(name)
+        if self._current is not None or limit is not None:
+            current = self.record_status(name, key, module_kw, tasks, stage, seed, data_cls)[3]
+            if self._current is not None:  # walking the plan: note the run if its record is current, run nothing
+                if current:
+                    self._current.add(folder.resolve())
+                return {}
+            # a stale record (earlier settings, or an upstream stage reran) is a run to do, like a missing one
+            if not current and time.monotonic() - self.started > 60 * limit:
+                raise OutOfTime(name)
         result = super()._run(name, key, module_cls, module_kw, tasks, stage, folder, test, seed, data_cls)
         strip_inputs(folder / "predictions.jsonl")
         return result
@@ -110,10 +117,26 @@ class Ladder(Pipeline):
         except OutOfTime as stop:
             print(f"[ladder] time is up before {stop}; rerun to continue", flush=True)
             complete = False
+        self.report(complete)
+        return {"complete": complete}
+
+    def current_folders(self) -> set[Path]:
+        """The run folders whose record matches what this config would run now (settings, data and
+        upstream adapters): the only results a report may show. A folder left from an earlier config or
+        an upstream stage that has since rerun is stale until its own run redoes it."""
+        self._current = set()
+        try:
+            self._sources(run=True)
+            self._targets()
+            return self._current
+        finally:
+            self._current = None
+
+    def report(self, complete: bool = False) -> None:
+        """Write results.csv / results.md from the current runs (stale folders are left out and counted)."""
         from metaprompt.ladder_report import write_report
 
-        write_report(self.out, complete)
-        return {"complete": complete}
+        write_report(self.out, complete, self.current_folders())
 
     def _key(self, *parts: Any) -> str:
         return super()._key("ladder-v1", *parts)

@@ -70,22 +70,29 @@ class Run:
         return out
 
 
-def collect(out: Path) -> list[Run]:
-    """Every finished run under a ladder folder."""
-    runs = []
+def collect(out: Path, current: set[Path] | None = None) -> tuple[list[Run], int]:
+    """Every finished run under a ladder folder, and how many stale ones were left out.
+
+    Args:
+        out: The ladder's output folder.
+        current: Resolved folders whose record matches the present config (``Ladder.current_folders``);
+            a finished folder outside it is stale (an earlier config, or its upstream stage reran) and is
+            not reported. None: every finished folder.
+    """
+    found = []
     for role, system, folder in (
         ("source", "backbone zero-shot", out / "sources" / "backbone_zero-shot"),
         ("source", "teacher", out / "teacher"),
         ("source", "student", out / "distill"),
     ):
         if (folder / "metrics.json").is_file():
-            runs.append(Run(role, system, 0, 0, folder))
+            found.append((role, system, 0, 0, folder))
     for metrics in sorted((out / "targets").glob("*/*/k*-s*/metrics.json")):
         folder = metrics.parent
         k, seed = folder.name[1:].split("-s")
-        system = folder.parent.name.replace("_", " ")
-        runs.append(Run("target", system, int(k), int(seed), folder))
-    return runs
+        found.append(("target", folder.parent.name.replace("_", " "), int(k), int(seed), folder))
+    kept = [f for f in found if current is None or f[-1].resolve() in current]
+    return [Run(*f) for f in kept], len(found) - len(kept)
 
 
 def paired(a: Run, b: Run, task: str) -> tuple[float, float, float]:
@@ -130,28 +137,33 @@ def source_tables(runs: list[Run]) -> list[str]:
         "| student − zero-shot | kept |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    gains_t, gains_s = [], []
+    gains_t, gains_s, beat = [], [], []
     for task in teacher.tasks():
         dt = paired(teacher, zs, task)
         gains_t.append(dt[0])
+        if dt[1] > 0:  # the teacher's paired interval lies above 0: a gain the student can keep
+            beat.append(task)
         row = [task, str(teacher.metrics.get(f"{task}/scoring")), str(teacher.metrics.get(f"{task}/n_test"))]
         row += [constant(zs, task), _score(zs, task), _score(teacher, task), _diff(dt)]
         if student is not None:
             ds = paired(student, zs, task)
             gains_s.append(ds[0])
-            kept = f"{100 * ds[0] / dt[0]:.0f}%" if abs(dt[0]) > 1e-9 else "-"
+            kept = f"{100 * ds[0] / dt[0]:.0f}%" if task in beat else "-"  # a share of no gain means nothing
             row += [_score(student, task), _diff(ds), kept]
         else:
             row += ["-", "-", "-"]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
-    beat = sum(g > 0 for g in gains_t)
-    lines.append(f"Teachers beating zero-shot (point estimate): {beat}/{len(gains_t)}; mean teacher gain "
+    tasks = teacher.tasks()
+    lines.append(f"Teachers beating zero-shot (paired 95% interval above 0): {len(beat)}/{len(tasks)}"
+                 f"{' (' + ', '.join(beat) + ')' if beat else ''}; mean teacher gain over all sources "
                  f"{100 * statistics.fmean(gains_t):+.1f} points.")  # fmt: skip
-    if gains_s:
-        kept = statistics.fmean(gains_s) / statistics.fmean(gains_t) if statistics.fmean(gains_t) else float("nan")
-        lines.append(f"Student: mean gain {100 * statistics.fmean(gains_s):+.1f} points = {100 * kept:.0f}% of the "
-                     "teachers' mean gain (target: >= 80%).")  # fmt: skip
+    if gains_s and beat:
+        on = [i for i, t in enumerate(tasks) if t in beat]
+        mean_t, mean_s = (statistics.fmean(g[i] for i in on) for g in (gains_t, gains_s))
+        lines.append(f"Student, on those {len(on)} sources: mean gain {100 * mean_s:+.1f} of the teachers' "
+                     f"{100 * mean_t:+.1f} points = {100 * mean_s / mean_t:.0f}% kept (target: >= 80%); over all "
+                     f"sources {100 * statistics.fmean(gains_s):+.1f}.")  # fmt: skip
     return lines + [""]
 
 
@@ -231,9 +243,10 @@ def compute_lines(out: Path) -> list[str]:
     ]
 
 
-def write_report(out: Path, complete: bool) -> None:
-    """Write ``results.csv`` and ``results.md`` from whatever has finished under ``out``."""
-    runs = collect(out)
+def write_report(out: Path, complete: bool, current: set[Path] | None = None) -> None:
+    """Write ``results.csv`` and ``results.md`` from whatever has finished under ``out`` (only the
+    ``current`` folders, when given: see :func:`collect`)."""
+    runs, stale = collect(out, current)
     with (out / "results.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
@@ -247,6 +260,15 @@ def write_report(out: Path, complete: bool) -> None:
         "are paired bootstraps on the same examples, seed-matched for trained systems.",
         "",
         *compute_lines(out),
+        *(
+            [
+                f"Left out: {stale} finished runs whose record no longer matches the config or an upstream "
+                "stage that has rerun since (they rerun when the ladder reaches them).",
+                "",
+            ]
+            if stale
+            else []
+        ),
         "## Sources: teachers and student vs the zero-shot backbone (validation split)",
         "",
         *source_tables(runs),

@@ -138,6 +138,16 @@ class Pipeline:
         upstream = {name: adapter_digest(Path(module_kw[name])) for name in UPSTREAM_ADAPTERS if module_kw.get(name)}
         return self._key(key, self._fingerprint(data), *([upstream] if upstream else []))
 
+    def record_status(
+        self, name: str, key: str, module_kw: dict, tasks: str, stage: Stage, seed: int, data_cls: type
+    ) -> tuple[MultitaskDataModule, str, Path, bool]:
+        """``(data module, full key, record path, whether the record matches)`` of one stage run."""
+        cfg = self.config
+        data = data_cls(tasks=tasks, backbone=cfg.backbone, **{**cfg.data, **stage.data, "seed": seed})
+        key = self.record_key(key, data, module_kw)
+        record = self.out / "done" / f"{name.replace('/', '__')}.json"
+        return data, key, record, record.is_file() and json.loads(record.read_text()).get("key") == key
+
     def _fingerprint(self, data: MultitaskDataModule) -> str:
         """``data.fingerprint()``, memoised by the data module's settings (a ladder checks ~100 records)."""
         memo = self._fingerprints
@@ -174,10 +184,8 @@ class Pipeline:
         """
         cfg = self.config
         start = time.perf_counter()
-        data = data_cls(tasks=tasks, backbone=cfg.backbone, **{**cfg.data, **stage.data, "seed": seed})
-        key = self.record_key(key, data, module_kw)
-        record = self.out / "done" / f"{name.replace('/', '__')}.json"
-        if record.is_file() and json.loads(record.read_text()).get("key") == key:
+        data, key, record, current = self.record_status(name, key, module_kw, tasks, stage, seed, data_cls)
+        if current:
             print(f"[pipeline] {name}: up to date, skipped", flush=True)
             return json.loads(record.read_text())["result"]
         L.seed_everything(seed, verbose=False)

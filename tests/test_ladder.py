@@ -66,6 +66,16 @@ def test_ladder_runs_every_rung_writes_tables_and_resumes(tmp_path, data_root, c
     capsys.readouterr()
     Ladder(cfg).run()  # a rerun finds every record: nothing trains again
     assert "done in" not in capsys.readouterr().out
+    # new teacher settings: teacher, student and every metaprompt run are stale until rerun, so the report
+    # leaves them out (the zero-shot backbone and the baselines do not depend on the teacher)
+    changed = dataclasses.replace(cfg, teacher=Stage(2, {"learning_rate": 0.02}), max_minutes=0.0)
+    assert Ladder(changed).run() == {"complete": False}
+    after = {(r["role"], r["system"]) for r in csv.DictReader((tmp_path / "results.csv").open())}
+    assert ("source", "backbone zero-shot") in after and ("target", "LoRA") in after
+    assert not {s for _, s in after} & {"teacher", "student", "metaprompt zero-shot", "metaprompt adapted"}
+    assert not any(s.startswith("metaprompt") for _, s in after)
+    md = (tmp_path / "results.md").read_text()
+    assert "Left out: " in md and "(sources not scored yet)" in md
 
 
 def test_ladder_rejects_a_k_without_steps(tmp_path, data_root):
