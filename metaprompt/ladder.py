@@ -94,10 +94,10 @@ class Ladder(Pipeline):
         """:meth:`Pipeline._run` within the chunk's time, with the prompt text dropped from its predictions."""
         limit = self.config.max_minutes
         if self._current is not None or limit is not None:
-            current = self.record_status(name, key, module_kw, tasks, stage, seed, data_cls)[3]
+            _, _, record, current = self.record_status(name, key, module_kw, tasks, stage, seed, data_cls)
             if self._current is not None:  # walking the plan: note the run if its record is current, run nothing
                 if current:
-                    self._current.add(folder.resolve())
+                    self._current.update({folder.resolve(), record.resolve()})
                 return {}
             # a stale record (earlier settings, or an upstream stage reran) is a run to do, like a missing one
             if not current and time.monotonic() - self.started > 60 * limit:
@@ -121,9 +121,9 @@ class Ladder(Pipeline):
         return {"complete": complete}
 
     def current_folders(self) -> set[Path]:
-        """The run folders whose record matches what this config would run now (settings, data and
-        upstream adapters): the only results a report may show. A folder left from an earlier config or
-        an upstream stage that has since rerun is stale until its own run redoes it."""
+        """The run folders (and their ``done/`` records) whose record matches what this config would run
+        now (settings, data and upstream adapters): the only results a report may show. A folder left from
+        an earlier config or an upstream stage that has since rerun is stale until its own run redoes it."""
         self._current = set()
         try:
             self._sources(run=True)

@@ -224,9 +224,12 @@ def machine() -> str:
     return f"{os.cpu_count()} CPU cores ({model}){memory}{gpu}"
 
 
-def compute_lines(out: Path) -> list[str]:
-    """What the tables cost: the summed wall time of the runs recorded under ``out/done``."""
-    records = {p.stem: json.loads(p.read_text())["result"] for p in sorted((out / "done").glob("*.json"))}
+def compute_lines(out: Path, current: set[Path] | None = None) -> list[str]:
+    """What the tables cost: the summed wall time of the runs recorded under ``out/done`` (those in
+    ``current`` when given, and the learning-rate sweep's)."""
+    paths = sorted((out / "done").glob("*.json"))
+    keep = [p for p in paths if current is None or p.stem.startswith("sweep__") or p.resolve() in current]
+    records = {p.stem: json.loads(p.read_text())["result"] for p in keep}
 
     def hours(names: list[str], key: str = "seconds") -> float:
         return sum(records[n].get(key, 0.0) for n in names) / 3600
@@ -259,7 +262,7 @@ def write_report(out: Path, complete: bool, current: set[Path] | None = None) ->
         "Scores x100 with 95% percentile bootstrap intervals (1,000 resamples of the test examples); differences",
         "are paired bootstraps on the same examples, seed-matched for trained systems.",
         "",
-        *compute_lines(out),
+        *compute_lines(out, current),
         *(
             [
                 f"Left out: {stale} finished runs whose record no longer matches the config or an upstream "

@@ -76,6 +76,8 @@ def test_ladder_runs_every_rung_writes_tables_and_resumes(tmp_path, data_root, c
     assert not any(s.startswith("metaprompt") for _, s in after)
     md = (tmp_path / "results.md").read_text()
     assert "Left out: " in md and "(sources not scored yet)" in md
+    # current: the sources' and rqe's zero-shot backbone, prompt tuning and LoRA at 2 seeds; stale compute not counted
+    assert "Compute behind these tables: 6 runs" in md
 
 
 def test_ladder_rejects_a_k_without_steps(tmp_path, data_root):
