@@ -60,7 +60,8 @@ class LadderConfig(PipelineConfig):
         ablation_seeds: Seeds of the ablation runs.
         max_minutes: Stop starting new runs after this many minutes (rerun to continue); None: no limit.
         rungs: Which parts to run now: ``sources`` (teacher and main student: rungs a, b) and/or
-            ``targets`` (rungs c-e, the ablations' distillations included; needs the sources' adapters).
+            ``targets`` (rungs c-e, the ablations' distillations included; needs the sources' adapters);
+            ``[]`` runs nothing and rewrites the report from the current runs.
     """
 
     shots: dict[int, list[int]] = field(default_factory=lambda: {16: [0, 1, 2], 64: [0]})
