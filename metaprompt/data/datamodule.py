@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import datasets
 import lightning as L
@@ -25,6 +26,7 @@ from metaprompt.data.encoding import PromptEncoder
 from metaprompt.data.sampling import TemperatureSampler
 from metaprompt.data.subsample import k_shot
 from metaprompt.evaluation.evaluator import label_like
+from metaprompt.evaluation.tasks import EvalTask, EvalTasks
 from metaprompt.tasks.records import Record
 from metaprompt.tasks.taskset import TaskSpec, resolve_tasks
 from metaprompt.tasks.verbalizers import get_verbalizer, label_set
@@ -123,9 +125,12 @@ class MultitaskDataModule(L.LightningDataModule):
     def num_tasks(self) -> int:
         return len(self.specs)
 
-    def task_descriptions(self) -> list[tuple[str, str, tuple[str, ...]]]:
-        """``(name, task_type, labels)`` per task id, for the evaluator (available after ``setup``)."""
-        return [(s.name, s.task_type, tuple(self.verbalizers[s.name].labels)) for s in self.specs]
+    def eval_tasks(self) -> EvalTasks:
+        """The per-task table evaluation reads (available after ``setup``; see ``metaprompt.evaluation.tasks``)."""
+        if not self.splits:
+            raise RuntimeError("MultitaskDataModule.eval_tasks(): call setup() first (the records are read there)")
+        tasks = [EvalTask(i, s.name, s.task_type, self.verbalizers[s.name]) for i, s in enumerate(self.specs)]
+        return EvalTasks(tasks, MappingProxyType(self.records), MappingProxyType(self._task_of_uid), self.encoder)
 
     def task_of(self, uid: str) -> str:
         """The task name of eval/train row ``uid``."""
@@ -139,18 +144,6 @@ class MultitaskDataModule(L.LightningDataModule):
         if task in cap:
             return cap[task]
         return cap.get("ranked" if records and all(label_like(r) for r in records) else "generated")
-
-    def parse_generation(self, uid: str, text: str) -> tuple[str, object, Record]:
-        """Generated text of row ``uid`` -> ``(task name, parsed structure, gold record)``."""
-        record = self.records[uid]
-        task = self._task_of_uid[uid]
-        return task, self.verbalizers[task].parse(text, record), record
-
-    def prompt_text(self, uid: str) -> str:
-        return self.verbalizers[self._task_of_uid[uid]].prompt(self.records[uid])
-
-    def target_text(self, uid: str) -> str:
-        return self.verbalizers[self._task_of_uid[uid]].target(self.records[uid])
 
     def _cache_dir(self) -> Path:
         base = self.hparams.cache_dir or os.path.join(

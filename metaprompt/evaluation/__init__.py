@@ -25,11 +25,15 @@ from metaprompt.evaluation.metrics import (
     token_f1,
 )
 from metaprompt.evaluation.table import PredictionTable
+from metaprompt.evaluation.tasks import EvalRow, EvalTask, EvalTasks
 
 __all__ = [
     "PRIMARY_METRIC",
     "PRIMARY_OVERRIDES",
     "QA_KINDS",
+    "EvalRow",
+    "EvalTask",
+    "EvalTasks",
     "Interval",
     "LabelAccuracyF1",
     "MatchAccuracy",

@@ -25,7 +25,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from metaprompt.backbones import load_backbone
-from metaprompt.evaluation import PredictionTable, TaskEvaluator
+from metaprompt.evaluation import EvalTasks, PredictionTable, TaskEvaluator
 from metaprompt.evaluation.examples import gather_rows, task_report, write_jsonl
 from metaprompt.evaluation.ranking import (
     Candidates,
@@ -116,6 +116,7 @@ class PromptModule(L.LightningModule):
         self._hf_deepspeed_config = None  # kept alive under ZeRO-3 (transformers holds only a weak reference)
         self.evaluator: TaskEvaluator | None = None
         self.table: PredictionTable | None = None
+        self.eval_tasks: EvalTasks | None = None  # set in setup() from the data module
 
     # ----------------------------------------------------------------- what a stage defines
     def build_adapter(self) -> None:
@@ -285,8 +286,10 @@ class PromptModule(L.LightningModule):
     # ----------------------------------------------------------------- evaluation
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if dm is not None and hasattr(dm, "task_descriptions"):
-            self.evaluator = TaskEvaluator(dm.task_descriptions())
+        if dm is not None and hasattr(dm, "eval_tasks"):
+            # Looked up once here, not through the data module for every row (metaprompt.evaluation.tasks).
+            self.eval_tasks = dm.eval_tasks()
+            self.evaluator = TaskEvaluator(self.eval_tasks.descriptions())
             self.table = PredictionTable(self.hparams.log_predictions)
         self._examples: list[dict] = []  # every test example's record (predictions.jsonl)
 
@@ -299,21 +302,21 @@ class PromptModule(L.LightningModule):
             self.log(f"{prefix}/loss", out.loss, batch_size=len(batch["task_ids"]), sync_dist=True)
         if not scoring:
             return
-        dm = self.trainer.datamodule
         ranked = self._rank_batch(batch) if self.hparams.label_scoring == "ranked" else {}
         rows = [i for i, uid in enumerate(batch["uids"]) if uid not in ranked]
         if self._synced_gpus():  # sharded: every rank decodes every batch, or generate() would deadlock
             rows = list(range(len(batch["uids"])))
         texts = dict(self._generate_texts(batch, rows)) if rows else {}
         for uid in batch["uids"]:
-            task, record, result = dm.task_of(uid), dm.records[uid], ranked.get(uid)
+            row, result = self.eval_tasks.row(uid), ranked.get(uid)
+            task = row.task.name
             if result is None:
                 text = texts[uid]
-                _, prediction, _ = dm.parse_generation(uid, text)
+                prediction = row.parse(text)
             else:  # the chosen candidate's target text stands in for the generation in the table
                 text, prediction = result.text, result.prediction
-            scored = self.evaluator.update(task, prediction, record)
-            input_text, reference = dm.prompt_text(uid), dm.target_text(uid)
+            scored = self.evaluator.update(task, prediction, row.record)
+            input_text, reference = row.prompt_text, row.target_text
             self.table.add(task, input_text, text, reference, uid=uid)
             if prefix == "test":  # the record format: metaprompt.evaluation.examples
                 self._examples.append(
@@ -333,10 +336,10 @@ class PromptModule(L.LightningModule):
 
     def _rank_batch(self, batch: dict) -> dict[str, Ranked]:
         """Ranked scoring of the batch's label-like rows (``uid -> Ranked``); other rows are absent."""
-        dm = self.trainer.datamodule
         candidates, task_ids = [], []
         for uid, task_id in zip(batch["uids"], batch["task_ids"].tolist()):
-            c = build_candidates(dm.records[uid], dm.verbalizers[dm.task_of(uid)], dm.encoder)
+            row = self.eval_tasks.row(uid)
+            c = build_candidates(row.record, row.task.verbalizer, self.eval_tasks.encoder)
             if c is not None:
                 candidates.append(c)
                 task_ids.append(task_id)
@@ -394,7 +397,7 @@ class PromptModule(L.LightningModule):
         mask = batch["prompt_attention_mask"][index]
         keep = int(mask.any(0).nonzero()[0]) if mask.any() else 0  # drop columns that are padding in all kept rows
         budget = {**DEFAULT_MAX_NEW_TOKENS, **(self.hparams.max_new_tokens or {})}
-        types = {self.trainer.datamodule.task_types[t] for t in task_ids.tolist()}
+        types = {self._require_eval_tasks().task_type(t) for t in task_ids.tolist()}
         generated = generate(
             self.backbone,
             batch["prompt_input_ids"][index][:, keep:],
@@ -409,6 +412,14 @@ class PromptModule(L.LightningModule):
         )
         uids = [batch["uids"][i] for i in rows]
         return [(uid, self.tokenizer.decode(ids, skip_special_tokens=True)) for uid, ids in zip(uids, generated)]
+
+    def _require_eval_tasks(self) -> EvalTasks:
+        if self.eval_tasks is None:
+            raise RuntimeError(
+                f"{type(self).__name__}: evaluation and prediction read their tasks from a MultitaskDataModule "
+                "(trainer.validate/test/predict(model, datamodule=...)); none was set up"
+            )
+        return self.eval_tasks
 
     def _synced_gpus(self) -> bool:
         # Sharded parameters are all-gathered inside every forward: a rank that stopped generating
@@ -425,8 +436,8 @@ class PromptModule(L.LightningModule):
         """Greedy generations of a batch: ``[{uid, task, prediction, parsed}]`` per row."""
         rows = []
         for uid, text in self._generate_texts(batch):
-            task, parsed, _ = self.trainer.datamodule.parse_generation(uid, text)
-            rows.append({"uid": uid, "task": task, "prediction": text, "parsed": parsed})
+            row = self.eval_tasks.row(uid)
+            rows.append({"uid": uid, "task": row.task.name, "prediction": text, "parsed": row.parse(text)})
         return rows
 
     def _eval_epoch_end(self, prefix: str) -> dict[str, float]:

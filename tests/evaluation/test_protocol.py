@@ -87,3 +87,36 @@ def test_generated_scoring_and_stages_without_prompts(data_root, tmp_path):
 def test_label_scoring_is_validated():
     with pytest.raises(ValueError, match=r"label_scoring must be one of \('ranked', 'generated'\), got 'ranking'"):
         BackboneOnly(backbone="tiny-llama", task_names=["rqe"], label_scoring="ranking")
+
+
+class SealedAfterSetup(MultitaskDataModule):
+    """Refuses per-row lookups once evaluation has taken its table: evaluation must not call back."""
+
+    ROW_LOOKUPS = frozenset({"records", "verbalizers", "task_of", "task_types", "_task_of_uid", "encoder"})
+    sealed = False
+
+    def eval_tasks(self):  # once per stage's setup (test, then predict)
+        self.sealed = False
+        table = super().eval_tasks()
+        self.sealed = True
+        return table
+
+    def __getattribute__(self, name):
+        if name in type(self).ROW_LOOKUPS and object.__getattribute__(self, "sealed"):
+            raise AssertionError(f"evaluation read datamodule.{name} after setup")
+        return super().__getattribute__(name)
+
+
+def test_evaluation_reads_its_task_table_once_not_the_datamodule_per_row(data_root, tmp_path):
+    dm = SealedAfterSetup(
+        tasks="rqe,bioinfer", backbone="tiny-llama", max_length=256, batch_size=3, k_shot=0, max_eval_per_task=N,
+        cache_dir=str(tmp_path / "cache"),
+    )  # fmt: skip
+    module = PromptTuning(backbone="tiny-llama", task_names=dm.task_names, prompt_length=4, max_new_tokens={"re": 4})
+    trainer = L.Trainer(
+        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    scores = trainer.test(module, datamodule=dm, verbose=False)[0]
+    assert dm.sealed and {"test/rqe/score", "test/bioinfer/score"} <= set(scores)  # ranked and generated rows
+    predictions = trainer.predict(module, datamodule=dm)
+    assert {r["task"] for batch in predictions for r in batch} == {"rqe", "bioinfer"}
