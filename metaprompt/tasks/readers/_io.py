@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +109,34 @@ def require(value: str | None, path: Path, location: str | int, what: str) -> st
     if value is None or not str(value).strip():
         raise DataFormatError(path, location, f"empty {what}")
     return str(value).strip()
+
+
+def choice(value: str, path: Path, location: str | int, what: str, choices: Collection[str]) -> str:
+    """Return ``value`` if it is one of ``choices``; otherwise raise listing them (an unknown label)."""
+    if value not in choices:
+        raise DataFormatError(path, location, f"unknown {what} {value!r}; expected one of {list(choices)}")
+    return value
+
+
+class UniqueKeys:
+    """The ids read so far from one file: a repeated id raises ``duplicate <what> <id>`` at its place.
+
+    Args:
+        path: The file (named in the error).
+        what: What the id is called in the file (``"pid"``, ``"index"``, ``"qid"``).
+    """
+
+    def __init__(self, path: Path, what: str = "id"):
+        self.path, self.what, self.seen = path, what, set()
+
+    def add(self, key: str, location: str | int, shown: str | None = None) -> str:
+        """Record ``key`` (``shown`` stands for it in the error, e.g. without a folder prefix); returns it."""
+        if key in self.seen:
+            raise DataFormatError(self.path, location, f"duplicate {self.what} {shown or key!r}")
+        self.seen.add(key)
+        return key
+
+
+def read_splits(folder: Path, files: Mapping[str, str], read_file: Callable[[Path, str], list]) -> dict[str, list]:
+    """``{split: read_file(folder / file name, split)}`` over a ``split -> file name`` table."""
+    return {split: read_file(Path(folder) / name, split) for split, name in files.items()}

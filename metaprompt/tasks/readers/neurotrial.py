@@ -19,7 +19,7 @@ from typing import Any
 
 from metaprompt.tasks.errors import DataFormatError
 from metaprompt.tasks.readers import register
-from metaprompt.tasks.readers._io import read_json, require
+from metaprompt.tasks.readers._io import UniqueKeys, read_json, require
 from metaprompt.tasks.records import Entity, NerRecord, Record
 
 SPLIT_FILES: dict[str, str] = {"train": "train.json", "dev": "dev.json", "test": "test.json"}
@@ -71,16 +71,14 @@ def read_split(path: Path, split: str) -> list[NerRecord]:
     if not isinstance(data, list):
         raise DataFormatError(path, None, f"expected a JSON array of records, found {type(data).__name__}")
     records: list[NerRecord] = []
-    seen: set[str] = set()
+    seen = UniqueKeys(path, "nctid")
     for i, obj in enumerate(data):
         where = f"record {i}"
         if not isinstance(obj, dict):
             raise DataFormatError(path, where, f"expected a JSON object, found {type(obj).__name__}")
         nctid = require(_field(obj, "nctid", str, path, where), path, where, "nctid")
         where = f"record {i} (id={nctid})"
-        if nctid in seen:
-            raise DataFormatError(path, where, "duplicate nctid")
-        seen.add(nctid)
+        seen.add(nctid, where)
         text = _field(obj, "text", str, path, where)
         if not text.strip():
             raise DataFormatError(path, where, "empty text")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from metaprompt.tasks.errors import DataFormatError
 from metaprompt.tasks.readers import register
-from metaprompt.tasks.readers._io import iter_csv, read_text, require
+from metaprompt.tasks.readers._io import UniqueKeys, choice, iter_csv, read_splits, read_text, require
 from metaprompt.tasks.records import NliRecord, Record
 
 RQE_FILES: dict[str, str] = {
@@ -55,73 +55,66 @@ EI_HYPOTHESIS = (  # the authors' prompt sentence, filled in
 KQA_NLI_LABELS: tuple[str, ...] = ("Contradiction", "Entailment", "Neutral")
 
 
+def read_rqe_file(path: Path, split: str) -> list[Record]:
+    """One RQE XML file (see module docstring)."""
+    try:
+        root = ET.fromstring(read_text(path))
+    except ET.ParseError as e:
+        raise DataFormatError(path, e.position[0], f"malformed XML: {e}") from None
+    records: list[Record] = []
+    pids = UniqueKeys(path, "pid")
+    for n, pair in enumerate(root, 1):
+        pid = pair.get("pid", "")
+        where = f"record {n} (pid={pid or '?'})"
+        if pair.tag != "pair" or not pid:
+            raise DataFormatError(path, where, f"expected <pair pid=...>, found <{pair.tag}> {dict(pair.attrib)}")
+        pids.add(pid, where)
+        label = choice(pair.get("value", ""), path, where, "label value", RQE_LABELS)
+        chq, faq = pair.find("chq"), pair.find("faq")
+        records.append(
+            NliRecord(
+                uid=f"rqe/{split}/{pid}",
+                origin=f"{path.name}#{pid}",
+                premise=require(None if chq is None else "".join(chq.itertext()), path, where, "<chq>"),
+                hypothesis=require(None if faq is None else "".join(faq.itertext()), path, where, "<faq>"),
+                label=label,
+                label_space=RQE_LABELS,
+            )
+        )
+    return records
+
+
 @register("rqe")
 def read_rqe(folder: Path) -> dict[str, list[Record]]:
     """Read the RQE AMIA 2016 pairs: ``train`` and ``test``."""
-    out: dict[str, list[Record]] = {}
-    for split, name in RQE_FILES.items():
-        path = folder / name
-        try:
-            root = ET.fromstring(read_text(path))
-        except ET.ParseError as e:
-            raise DataFormatError(path, e.position[0], f"malformed XML: {e}") from None
-        records: list[Record] = []
-        seen: set[str] = set()
-        for n, pair in enumerate(root, 1):
-            pid = pair.get("pid", "")
-            where = f"record {n} (pid={pid or '?'})"
-            if pair.tag != "pair" or not pid:
-                raise DataFormatError(path, where, f"expected <pair pid=...>, found <{pair.tag}> {dict(pair.attrib)}")
-            if pid in seen:
-                raise DataFormatError(path, where, "duplicate pid")
-            seen.add(pid)
-            label = pair.get("value", "")
-            if label not in RQE_LABELS:
-                raise DataFormatError(path, where, f"unknown label value={label!r}; expected one of {RQE_LABELS}")
-            chq, faq = pair.find("chq"), pair.find("faq")
-            records.append(
-                NliRecord(
-                    uid=f"rqe/{split}/{pid}",
-                    origin=f"{name}#{pid}",
-                    premise=require(None if chq is None else "".join(chq.itertext()), path, where, "<chq>"),
-                    hypothesis=require(None if faq is None else "".join(faq.itertext()), path, where, "<faq>"),
-                    label=label,
-                    label_space=RQE_LABELS,
-                )
+    return read_splits(folder, RQE_FILES, read_rqe_file)
+
+
+def read_clinifact_file(path: Path, split: str) -> list[Record]:
+    """One CliniFact CSV (see module docstring)."""
+    space = tuple(CLINIFACT_LABELS.values())
+    records: list[Record] = []
+    indices = UniqueKeys(path, "index")
+    for line, row in iter_csv(path, required=("index", "claim", "article_abstract", "label")):
+        index = indices.add(require(row["index"], path, line, "index"), line)
+        code = choice(require(row["label"], path, line, "label"), path, line, "label", CLINIFACT_LABELS)
+        records.append(
+            NliRecord(
+                uid=f"clinifact/{split}/{index}",
+                origin=f"{path.name}:{line}",
+                premise=require(row["article_abstract"], path, line, "article_abstract"),
+                hypothesis=require(row["claim"], path, line, "claim"),
+                label=CLINIFACT_LABELS[code],
+                label_space=space,
             )
-        out[split] = records
-    return out
+        )
+    return records
 
 
 @register("clinifact")
 def read_clinifact(folder: Path) -> dict[str, list[Record]]:
     """Read CliniFact: claim vs linked publication abstract, 3 classes, ``train/validation/test``."""
-    space = tuple(CLINIFACT_LABELS.values())
-    out: dict[str, list[Record]] = {}
-    for split, name in CLINIFACT_FILES.items():
-        path = folder / name
-        records: list[Record] = []
-        seen: set[str] = set()
-        for line, row in iter_csv(path, required=("index", "claim", "article_abstract", "label")):
-            index = require(row["index"], path, line, "index")
-            if index in seen:
-                raise DataFormatError(path, line, f"duplicate index {index!r}")
-            seen.add(index)
-            code = require(row["label"], path, line, "label")
-            if code not in CLINIFACT_LABELS:
-                raise DataFormatError(path, line, f"unknown label {code!r}; expected one of {list(CLINIFACT_LABELS)}")
-            records.append(
-                NliRecord(
-                    uid=f"clinifact/{split}/{index}",
-                    origin=f"{name}:{line}",
-                    premise=require(row["article_abstract"], path, line, "article_abstract"),
-                    hypothesis=require(row["claim"], path, line, "claim"),
-                    label=CLINIFACT_LABELS[code],
-                    label_space=space,
-                )
-            )
-        out[split] = records
-    return out
+    return read_splits(folder, CLINIFACT_FILES, read_clinifact_file)
 
 
 def _article_splits(folder: Path) -> dict[str, str]:
@@ -247,15 +240,12 @@ def read_kqa_nli(folder: Path) -> dict[str, list[Record]]:
     name = "NLI_medical_annotator.csv"
     path = folder / name
     records: list[Record] = []
-    seen: set[str] = set()
+    indices = UniqueKeys(path, "row index")
     for line, row in iter_csv(path, required=("", "answer", "claim", "majority_label")):
-        index = require(row[""], path, line, "row index")
-        if index in seen:
-            raise DataFormatError(path, line, f"duplicate row index {index!r}")
-        seen.add(index)
-        label = require(row["majority_label"], path, line, "majority_label")
-        if label not in KQA_NLI_LABELS:
-            raise DataFormatError(path, line, f"unknown majority_label {label!r}; expected one of {KQA_NLI_LABELS}")
+        index = indices.add(require(row[""], path, line, "row index"), line)
+        label = choice(
+            require(row["majority_label"], path, line, "majority_label"), path, line, "majority_label", KQA_NLI_LABELS
+        )
         records.append(
             NliRecord(
                 uid=f"kqa_nli/all/{index}",

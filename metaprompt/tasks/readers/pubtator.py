@@ -35,7 +35,7 @@ from pathlib import Path
 
 from metaprompt.tasks.errors import DataFormatError
 from metaprompt.tasks.readers import register
-from metaprompt.tasks.readers._io import read_text
+from metaprompt.tasks.readers._io import read_splits, read_text
 from metaprompt.tasks.records import Entity, NerRecord, Record, Relation, RelationRecord
 
 NCBI_FILES = {
@@ -162,20 +162,22 @@ def _uids(docs: list[Document], dataset: str, split: str) -> list[str]:
     return uids
 
 
+def read_ncbi_disease_file(path: Path, split: str) -> list[Record]:
+    """One NCBI-disease PubTator file: document NerRecords."""
+    docs = parse_pubtator(path, NCBI_TYPES)
+    records: list[Record] = []
+    for uid, d in zip(_uids(docs, "ncbi_disease", split), docs, strict=True):
+        if d.relations:
+            raise DataFormatError(path, d.relations[0][0], "relation line in an NER corpus")
+        entities = tuple(m.entity for m in d.mentions)
+        records.append(NerRecord(uid=uid, origin=f"{path.name}:{d.line}", text=d.text, entities=entities))
+    return records
+
+
 @register("ncbi_disease")
 def read_ncbi_disease(folder: Path) -> dict[str, list[Record]]:
     """Read ncbi_disease: ``train``/``devel``/``test`` document NerRecords typed with the 4 mention types."""
-    out: dict[str, list[Record]] = {}
-    for split, name in NCBI_FILES.items():
-        path = Path(folder) / name
-        docs = parse_pubtator(path, NCBI_TYPES)
-        out[split] = []
-        for uid, d in zip(_uids(docs, "ncbi_disease", split), docs, strict=True):
-            if d.relations:
-                raise DataFormatError(path, d.relations[0][0], "relation line in an NER corpus")
-            entities = tuple(m.entity for m in d.mentions)
-            out[split].append(NerRecord(uid=uid, origin=f"{name}:{d.line}", text=d.text, entities=entities))
-    return out
+    return read_splits(folder, NCBI_FILES, read_ncbi_disease_file)
 
 
 def _names(doc: Document, label: str) -> dict[str, str]:
@@ -205,21 +207,22 @@ def _relations(doc: Document, path: Path) -> tuple[Relation, ...]:
     return tuple(triples)
 
 
+def read_cdr_file(path: Path, split: str) -> list[Record]:
+    """One BC5CDR PubTator file: document RelationRecords (Chemical/Disease mentions, CID)."""
+    docs = parse_pubtator(path, CDR_TYPES)
+    return [
+        RelationRecord(
+            uid=uid,
+            origin=f"{path.name}:{d.line}",
+            text=d.text,
+            entities=tuple(m.entity for m in d.mentions),
+            relations=_relations(d, path),
+        )
+        for uid, d in zip(_uids(docs, "cdr", split), docs, strict=True)
+    ]
+
+
 @register("cdr")
 def read_cdr(folder: Path) -> dict[str, list[Record]]:
     """Read cdr: ``train``/``dev``/``test`` document RelationRecords (Chemical/Disease mentions, CID)."""
-    out: dict[str, list[Record]] = {}
-    for split, name in CDR_FILES.items():
-        path = Path(folder) / name
-        docs = parse_pubtator(path, CDR_TYPES)
-        out[split] = [
-            RelationRecord(
-                uid=uid,
-                origin=f"{name}:{d.line}",
-                text=d.text,
-                entities=tuple(m.entity for m in d.mentions),
-                relations=_relations(d, path),
-            )
-            for uid, d in zip(_uids(docs, "cdr", split), docs, strict=True)
-        ]
-    return out
+    return read_splits(folder, CDR_FILES, read_cdr_file)

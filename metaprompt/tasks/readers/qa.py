@@ -22,7 +22,7 @@ from pathlib import Path
 
 from metaprompt.tasks.errors import DataFormatError
 from metaprompt.tasks.readers import EXCLUDED, register
-from metaprompt.tasks.readers._io import iter_jsonl, read_json, read_text, require
+from metaprompt.tasks.readers._io import UniqueKeys, iter_jsonl, read_json, read_text, require
 from metaprompt.tasks.records import QaRecord, Record
 
 PUBMEDQA_LABELS: tuple[str, ...] = ("yes", "no", "maybe")
@@ -117,7 +117,7 @@ def read_head_qa(folder: Path) -> dict[str, list[Record]]:
         doc = _object(read_json(path), path, None, "the document")
         exams = _object(doc.get("exams"), path, None, "'exams'")
         records: list[Record] = []
-        seen: set[str] = set()
+        seen = UniqueKeys(path, "qid in exam")
         for exam_name, exam in exams.items():
             questions = _object(exam, path, f"exam {exam_name}", "the exam").get("data")
             if not isinstance(questions, list):
@@ -127,10 +127,7 @@ def read_head_qa(folder: Path) -> dict[str, list[Record]]:
                 where = f"record {exam_name}/{qid or f'#{n}'}"
                 if not qid:
                     raise DataFormatError(path, where, "question without 'qid'")
-                key = f"{exam_name}/{qid}"
-                if key in seen:
-                    raise DataFormatError(path, where, "duplicate qid in exam")
-                seen.add(key)
+                key = seen.add(f"{exam_name}/{qid}", where, qid)
                 answers = q.get("answers")
                 if not isinstance(answers, list) or len(answers) < 2 or not all(isinstance(a, dict) for a in answers):
                     raise DataFormatError(path, where, "'answers' must list at least two options")

@@ -41,7 +41,7 @@ from pathlib import Path
 
 from metaprompt.tasks.errors import DataFormatError
 from metaprompt.tasks.readers import register
-from metaprompt.tasks.readers._io import read_text, require
+from metaprompt.tasks.readers._io import UniqueKeys, choice, read_text, require
 from metaprompt.tasks.records import Entity, Record, Relation, RelationRecord
 
 ASSOCIATION = "associated_with"
@@ -111,17 +111,12 @@ def read_gad_file(path: Path, split: str, header: bool) -> list[Record]:
     """One GAD file (see module docstring)."""
     columns = ("index", "sentence", "label") if header else ("sentence", "label")
     records: list[Record] = []
-    seen: set[str] = set()
+    ids = UniqueKeys(path, "index")
     for lineno, row in iter_tsv(path, columns, header):
         sentence = row["sentence"]
         require(sentence, path, lineno, "sentence")
-        label = row["label"]
-        if label not in ("0", "1"):
-            raise DataFormatError(path, lineno, f"unknown label {label!r}; expected '0' or '1'")
-        row_id = require(row["index"], path, lineno, "index") if header else str(lineno)
-        if row_id in seen:
-            raise DataFormatError(path, lineno, f"duplicate index {row_id!r}")
-        seen.add(row_id)
+        label = choice(row["label"], path, lineno, "label", ("0", "1"))
+        row_id = ids.add(require(row["index"], path, lineno, "index") if header else str(lineno), lineno)
         gene = _placeholder(sentence, "@GENE$", "GENE", path, lineno)
         disease = _placeholder(sentence, "@DISEASE$", "DISEASE", path, lineno)
         candidate = Relation(gene.text, ASSOCIATION, disease.text)

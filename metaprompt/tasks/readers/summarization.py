@@ -20,7 +20,7 @@ from pathlib import Path
 
 from metaprompt.tasks.errors import DataFormatError
 from metaprompt.tasks.readers import register
-from metaprompt.tasks.readers._io import iter_csv, iter_xlsx, read_text, require
+from metaprompt.tasks.readers._io import UniqueKeys, iter_csv, iter_xlsx, read_splits, read_text, require
 from metaprompt.tasks.records import Record, SummarizationRecord
 
 MTS_FILES: dict[str, str] = {
@@ -44,58 +44,52 @@ def _clean(text: str, path: Path, where: str | int, what: str) -> str:
     return require(text.replace("\r\n", "\n").replace("\r", "\n"), path, where, what)
 
 
-def _unique(seen: set[str], key: str, path: Path, where: str | int) -> str:
-    if key in seen:
-        raise DataFormatError(path, where, f"duplicate id {key!r}")
-    seen.add(key)
-    return key
+def read_mts_dialog_file(path: Path, split: str) -> list[Record]:
+    """One MTS-Dialog CSV (see module docstring)."""
+    records: list[Record] = []
+    ids = UniqueKeys(path, "ID")
+    for line, row in iter_csv(path, required=("ID", "section_header", "section_text", "dialogue")):
+        rid = ids.add(require(row["ID"], path, line, "ID"), line)
+        header = require(row["section_header"], path, line, "section_header")
+        records.append(
+            SummarizationRecord(
+                uid=f"mts_dialog/{split}/{rid}",
+                origin=f"{path.name}:{line}",
+                source=_clean(row["dialogue"], path, line, "dialogue"),
+                summary=f"{header}: {_clean(row['section_text'], path, line, 'section_text')}",
+            )
+        )
+    return records
 
 
 @register("mts_dialog")
 def read_mts_dialog(folder: Path) -> dict[str, list[Record]]:
     """Read MTS-Dialog: dialogue -> section header + section text."""
-    out: dict[str, list[Record]] = {}
-    for split, name in MTS_FILES.items():
-        path = folder / name
-        records: list[Record] = []
-        seen: set[str] = set()
-        for line, row in iter_csv(path, required=("ID", "section_header", "section_text", "dialogue")):
-            rid = _unique(seen, require(row["ID"], path, line, "ID"), path, line)
-            header = require(row["section_header"], path, line, "section_header")
-            records.append(
-                SummarizationRecord(
-                    uid=f"mts_dialog/{split}/{rid}",
-                    origin=f"{name}:{line}",
-                    source=_clean(row["dialogue"], path, line, "dialogue"),
-                    summary=f"{header}: {_clean(row['section_text'], path, line, 'section_text')}",
-                )
+    return read_splits(folder, MTS_FILES, read_mts_dialog_file)
+
+
+def read_mediqa_qs_file(path: Path, split: str) -> list[Record]:
+    """One MEDIQA-QS workbook (see module docstring)."""
+    records: list[Record] = []
+    ids = UniqueKeys(path, "q_id")
+    for n, row in iter_xlsx(path, required=("q_id", "NLM Question", "Summary")):
+        qid = ids.add(require(row["q_id"], path, f"row {n}", "q_id"), f"row {n}")
+        where = f"row {n} (q_id={qid})"
+        records.append(
+            SummarizationRecord(
+                uid=f"mediqa_qs/{split}/{qid}",
+                origin=f"{path.name}#{qid}",
+                source=_clean(row["NLM Question"], path, where, "NLM Question"),
+                summary=_clean(row["Summary"], path, where, "Summary"),
             )
-        out[split] = records
-    return out
+        )
+    return records
 
 
 @register("mediqa_qs")
 def read_mediqa_qs(folder: Path) -> dict[str, list[Record]]:
     """Read MEDIQA 2021 question summarization: NLM consumer question -> short question."""
-    out: dict[str, list[Record]] = {}
-    for split, name in MEDIQA_QS_FILES.items():
-        path = folder / name
-        records: list[Record] = []
-        seen: set[str] = set()
-        for n, row in iter_xlsx(path, required=("q_id", "NLM Question", "Summary")):
-            where = f"row {n}"
-            qid = _unique(seen, require(row["q_id"], path, where, "q_id"), path, where)
-            where = f"row {n} (q_id={qid})"
-            records.append(
-                SummarizationRecord(
-                    uid=f"mediqa_qs/{split}/{qid}",
-                    origin=f"{name}#{qid}",
-                    source=_clean(row["NLM Question"], path, where, "NLM Question"),
-                    summary=_clean(row["Summary"], path, where, "Summary"),
-                )
-            )
-        out[split] = records
-    return out
+    return read_splits(folder, MEDIQA_QS_FILES, read_mediqa_qs_file)
 
 
 @register("meqsum")
@@ -103,10 +97,9 @@ def read_meqsum(folder: Path) -> dict[str, list[Record]]:
     """Read MeQSum (sheet ``QS``): consumer health question (CHQ) -> summary question."""
     path = folder / MEQSUM_FILE
     records: list[Record] = []
-    seen: set[str] = set()
+    ids = UniqueKeys(path, "File")
     for n, row in iter_xlsx(path, required=("File", "CHQ", "Summary"), sheet="QS"):
-        where = f"row {n}"
-        file_id = _unique(seen, require(row["File"], path, where, "File"), path, where)
+        file_id = ids.add(require(row["File"], path, f"row {n}", "File"), f"row {n}")
         where = f"row {n} (File={file_id})"
         records.append(
             SummarizationRecord(
@@ -143,11 +136,11 @@ def read_mediqa_mas(folder: Path) -> dict[str, list[Record]]:
     summaries = _id_lines(summaries_path)
     answers_path = folder / MAS_ANSWERS
     answers: dict[str, list[str]] = {}
-    seen: set[str] = set()
+    answer_ids = UniqueKeys(answers_path, "answer_id")
     for n, row in iter_xlsx(answers_path, required=("question_id", "answer_id", "Answer")):
         where = f"row {n}"
         qid = require(row["question_id"], answers_path, where, "question_id")
-        aid = _unique(seen, require(row["answer_id"], answers_path, where, "answer_id"), answers_path, where)
+        aid = answer_ids.add(require(row["answer_id"], answers_path, where, "answer_id"), where)
         if qid not in questions:
             raise DataFormatError(
                 answers_path, f"row {n} (answer_id={aid})", f"question_id {qid!r} not in {MAS_QUESTIONS}"

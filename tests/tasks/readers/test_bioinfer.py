@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
+from support.readers import manifest_entries, raises_naming
 
 from metaprompt.tasks.catalog import default_data_root
 from metaprompt.tasks.errors import DataFormatError
@@ -80,10 +80,7 @@ def _broken(tmp_path: Path, old: str, new: str) -> Path:
 )
 def test_malformed_content(tmp_path, old, new, where, problem):
     _broken(tmp_path, old, new)
-    with pytest.raises(DataFormatError) as err:
-        read(tmp_path)
-    assert f"BioInfer-train.xml: {where}: " in str(err.value)
-    assert problem in str(err.value)
+    raises_naming(lambda: read(tmp_path), f"BioInfer-train.xml: {where}: ", problem)
 
 
 def test_truncated_xml_reports_line_and_column(tmp_path):
@@ -100,14 +97,9 @@ def test_non_utf8_bytes(tmp_path):
         read(tmp_path)
 
 
-def _manifest(dataset_id: str) -> dict:
-    entries = yaml.safe_load((DATA / "MANIFEST.yaml").read_text(encoding="utf-8"))["datasets"]
-    return next(d for d in entries if d["id"] == dataset_id)
-
-
 @pytest.mark.skipif(not (DATA / "bioinfer" / FILES["train"]).is_file(), reason="real bioinfer data not present")
 def test_real_bioinfer_matches_manifest():
-    counts = _manifest("bioinfer")["counts"]
+    counts = manifest_entries(DATA)["bioinfer"]["counts"]
     out = read(DATA / "bioinfer")
     assert sorted(out) == sorted(counts)
     for split, records in out.items():

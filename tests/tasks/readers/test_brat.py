@@ -6,7 +6,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import yaml
+from support.readers import manifest_entries, raises_naming
 
 from metaprompt.tasks.catalog import default_data_root
 from metaprompt.tasks.errors import DataFormatError
@@ -106,10 +106,7 @@ def test_group_gives_neighbour_pairs_in_text_order():
 )
 def test_malformed_ann_lines(tmp_path, ann_line, line, problem):
     make_archive(tmp_path, ann=ANN + ann_line + "\n")
-    with pytest.raises(DataFormatError) as err:
-        read(tmp_path)
-    assert f"{ARCHIVE}!{ANN_MEMBER}: line {line}: " in str(err.value)
-    assert problem in str(err.value)
+    raises_naming(lambda: read(tmp_path), f"{ARCHIVE}!{ANN_MEMBER}: line {line}: ", problem)
 
 
 def test_line_that_is_not_after_a_mention(tmp_path):
@@ -141,14 +138,9 @@ def test_missing_ann_and_bad_archive(tmp_path):
         read(tmp_path)
 
 
-def _manifest(dataset_id: str) -> dict:
-    entries = yaml.safe_load((DATA / "MANIFEST.yaml").read_text(encoding="utf-8"))["datasets"]
-    return next(d for d in entries if d["id"] == dataset_id)
-
-
 @pytest.mark.skipif(not (DATA / "chia" / ARCHIVE).is_file(), reason="real chia data not present")
 def test_real_chia_matches_manifest():
-    counts = _manifest("chia")["counts"]["all (no official split)"]
+    counts = manifest_entries(DATA)["chia"]["counts"]["all (no official split)"]
     records = read(DATA / "chia")["all"]
     assert len(records) == counts["documents_txt"] == 2000
     assert len({r.uid for r in records}) == len(records)

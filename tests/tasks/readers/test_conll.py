@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.readers import raises_naming
 
 from metaprompt.tasks.catalog import default_data_root
 from metaprompt.tasks.errors import DataFormatError
@@ -46,10 +47,9 @@ def test_good_fixture_exact_spans():
     ],
 )
 def test_malformed_raises_with_file_and_line(name, line, problem):
-    with pytest.raises(DataFormatError) as err:
-        read_split(FIXTURES / name, "bionlp11id", "train", BIONLP11ID)
-    msg = str(err.value)
-    assert name in msg and f"line {line}:" in msg and problem in msg
+    raises_naming(
+        lambda: read_split(FIXTURES / name, "bionlp11id", "train", BIONLP11ID), name, f"line {line}:", problem
+    )
 
 
 def test_missing_file_raises():

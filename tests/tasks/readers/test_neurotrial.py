@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.readers import raises_naming
 
 from metaprompt.tasks.catalog import default_data_root
-from metaprompt.tasks.errors import DataFormatError
 from metaprompt.tasks.readers import get_reader
 from metaprompt.tasks.readers.neurotrial import ENTITY_TYPES, read_split
 from metaprompt.tasks.records import Entity
@@ -45,10 +45,7 @@ def test_good_fixture_exact_spans():
     ],
 )
 def test_malformed_raises_with_file_and_record(name, where, problem):
-    with pytest.raises(DataFormatError) as err:
-        read_split(FIXTURES / name, "train")
-    msg = str(err.value)
-    assert name in msg and where in msg and problem in msg
+    raises_naming(lambda: read_split(FIXTURES / name, "train"), name, where, problem)
 
 
 @pytest.mark.skipif(not (DATA / "MANIFEST.yaml").is_file(), reason="real data not present")

@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support.readers import edit, fixture_copy, manifest_entries, read_broken
 
 from metaprompt.tasks.catalog import default_data_root
-from metaprompt.tasks.errors import DataFormatError
 from metaprompt.tasks.readers import get_reader, nli
 from metaprompt.tasks.records import NliRecord
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "readers"
 DATA = default_data_root() or Path("/nonexistent")  # $METAPROMPT_DATA or ../shared/data
 EI = ("no significant difference", "significantly decreased", "significantly increased")
-
-
-def fixture_copy(name: str, tmp_path: Path) -> Path:
-    """A writable copy of the fixture folder ``name`` (malformed cases edit one file of it)."""
-    return Path(shutil.copytree(FIXTURES / name, tmp_path / name))
-
-
-def edit(path: Path, old: str | bytes, new: str | bytes) -> None:
-    data = path.read_bytes()
-    old_b = old.encode() if isinstance(old, str) else old
-    new_b = new.encode() if isinstance(new, str) else new
-    assert old_b in data, f"{old!r} not in {path}"
-    path.write_bytes(data.replace(old_b, new_b, 1))
 
 
 def test_rqe_fixture_exact():
@@ -231,18 +217,7 @@ MALFORMED: list[tuple[str, str, Callable[[Path], None], str, str]] = [
 
 @pytest.mark.parametrize(("dataset", "file", "mutate", "where", "problem"), MALFORMED)
 def test_malformed_raises_with_file_and_place(tmp_path, dataset, file, mutate, where, problem):
-    folder = fixture_copy(dataset, tmp_path)
-    mutate(folder / file)
-    with pytest.raises(DataFormatError) as err:
-        get_reader(dataset)(folder)
-    msg = str(err.value)
-    assert Path(file).name in msg and where in msg and problem in msg, msg
-
-
-def _manifest() -> dict[str, dict]:
-    import yaml
-
-    return {d["id"]: d for d in yaml.safe_load((DATA / "MANIFEST.yaml").read_text())["datasets"]}
+    read_broken(fixture_copy(dataset, tmp_path), dataset, file, mutate, where, problem)
 
 
 @pytest.mark.skipif(not (DATA / "MANIFEST.yaml").is_file(), reason="real data not present")
@@ -256,7 +231,7 @@ def _manifest() -> dict[str, dict]:
     ],
 )
 def test_real_data_counts_and_labels(dataset, key, label_key):
-    entry = _manifest()[dataset]
+    entry = manifest_entries(DATA)[dataset]
     out = get_reader(dataset)(DATA / dataset)
     assert {k: len(v) for k, v in out.items()} == {n.split()[0]: c[key] for n, c in entry["counts"].items()}
     uids = [r.uid for recs in out.values() for r in recs]

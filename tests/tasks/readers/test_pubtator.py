@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.readers import manifest_entries, raises_naming
 
 from metaprompt.tasks.catalog import default_data_root
 from metaprompt.tasks.errors import DataFormatError
@@ -64,10 +65,7 @@ def test_cdr_good_fixture():
     ],
 )
 def test_malformed_raises_with_file_and_line(name, line, problem):
-    with pytest.raises(DataFormatError) as err:
-        parse_pubtator(FIXTURES / name, NCBI_TYPES)
-    msg = str(err.value)
-    assert name in msg and f"line {line}:" in msg and problem in msg
+    raises_naming(lambda: parse_pubtator(FIXTURES / name, NCBI_TYPES), name, f"line {line}:", problem)
 
 
 def test_cdr_relation_without_mention_raises(tmp_path):
@@ -81,12 +79,6 @@ def test_cdr_relation_without_mention_raises(tmp_path):
         read_cdr(tmp_path)
 
 
-def _manifest(dataset: str) -> dict:
-    import yaml
-
-    return {d["id"]: d for d in yaml.safe_load((DATA / "MANIFEST.yaml").read_text())["datasets"]}[dataset]
-
-
 def _check_offsets(out):
     for records in out.values():
         assert len({r.uid for r in records}) == len(records)
@@ -97,7 +89,7 @@ def _check_offsets(out):
 
 @pytest.mark.skipif(not (DATA / "MANIFEST.yaml").is_file(), reason="real data not present")
 def test_real_ncbi_disease():
-    manifest = _manifest("ncbi_disease")
+    manifest = manifest_entries(DATA)["ncbi_disease"]
     assert tuple(manifest["label_set"]) == NCBI_TYPES
     out = get_reader("ncbi_disease")(DATA / "ncbi_disease")
     assert list(out) == [k.split()[0] for k in manifest["counts"]]
@@ -114,7 +106,7 @@ CDR_COLLAPSED = {"train": 0, "dev": 1, "test": 1}
 
 @pytest.mark.skipif(not (DATA / "MANIFEST.yaml").is_file(), reason="real data not present")
 def test_real_cdr():
-    manifest = _manifest("cdr")
+    manifest = manifest_entries(DATA)["cdr"]
     assert tuple(manifest["label_set"]["entity_types"]) == CDR_TYPES
     out = get_reader("cdr")(DATA / "cdr")
     assert list(out) == [k.split()[0] for k in manifest["counts"]]

@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support.readers import edit, fixture_copy, manifest_entries, read_broken
 
 from metaprompt.tasks.catalog import default_data_root
-from metaprompt.tasks.errors import DataFormatError
 from metaprompt.tasks.readers import get_reader, qa
 from metaprompt.tasks.records import QaRecord
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "readers"
 DATA = default_data_root() or Path("/nonexistent")  # $METAPROMPT_DATA or ../shared/data
-
-
-def fixture_copy(name: str, tmp_path: Path) -> Path:
-    """A writable copy of the fixture folder ``name`` (malformed cases edit one file of it)."""
-    return Path(shutil.copytree(FIXTURES / name, tmp_path / name))
-
-
-def edit(path: Path, old: str | bytes, new: str | bytes, count: int = 1) -> None:
-    data = path.read_bytes()
-    old_b = old.encode() if isinstance(old, str) else old
-    new_b = new.encode() if isinstance(new, str) else new
-    assert old_b in data, f"{old!r} not in {path}"
-    path.write_bytes(data.replace(old_b, new_b, count))
 
 
 def test_pubmedqa_fixture_exact():
@@ -238,18 +224,7 @@ MALFORMED: list[tuple[str, str, Callable[[Path], None], str, str]] = [
 
 @pytest.mark.parametrize(("dataset", "file", "mutate", "where", "problem"), MALFORMED)
 def test_malformed_raises_with_file_and_place(tmp_path, dataset, file, mutate, where, problem):
-    folder = fixture_copy(dataset, tmp_path)
-    mutate(folder / file)
-    with pytest.raises(DataFormatError) as err:
-        get_reader(dataset)(folder)
-    msg = str(err.value)
-    assert Path(file).name in msg and where in msg and problem in msg, msg
-
-
-def _manifest() -> dict[str, dict]:
-    import yaml
-
-    return {d["id"]: d for d in yaml.safe_load((DATA / "MANIFEST.yaml").read_text())["datasets"]}
+    read_broken(fixture_copy(dataset, tmp_path), dataset, file, mutate, where, problem)
 
 
 def _counts(entry: dict, key: str) -> dict[str, int]:
@@ -263,7 +238,7 @@ def _counts(entry: dict, key: str) -> dict[str, int]:
     [("pubmedqa", "kept"), ("head_qa", "kept_questions"), ("medquad", "kept_qa_pairs"), ("kqa", "kept")],
 )
 def test_real_data_counts_and_targets(dataset, key):
-    entry = _manifest()[dataset]
+    entry = manifest_entries(DATA)[dataset]
     out = get_reader(dataset)(DATA / dataset)
     expected = _counts(entry, key)
     if dataset == "medquad":  # the one original QAPair with an empty <Answer> is dropped by name

@@ -7,10 +7,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import yaml
+from support.readers import manifest_entries, raises_naming
 
 from metaprompt.tasks.catalog import default_data_root
-from metaprompt.tasks.errors import DataFormatError
 from metaprompt.tasks.readers import get_reader
 from metaprompt.tasks.readers.relation_tsv import read_drugprot, read_gad, read_pgr
 from metaprompt.tasks.records import Entity, Relation
@@ -32,9 +31,7 @@ def _copy(tmp_path: Path, dataset: str, file: str, old: str | bytes, new: str | 
 
 
 def _raises(folder: Path, reader, where: str, problem: str) -> None:
-    with pytest.raises(DataFormatError) as err:
-        reader(folder)
-    assert where in str(err.value) and problem in str(err.value), str(err.value)
+    raises_naming(lambda: reader(folder), where, problem)
 
 
 # --- gad ---------------------------------------------------------------------------------------
@@ -186,11 +183,6 @@ def test_drugprot_malformed(tmp_path, file, old, new, where, problem):
 # --- the real data -----------------------------------------------------------------------------
 
 
-def _manifest(dataset_id: str) -> dict:
-    entries = yaml.safe_load((DATA / "MANIFEST.yaml").read_text(encoding="utf-8"))["datasets"]
-    return next(d for d in entries if d["id"] == dataset_id)
-
-
 def _offsets_slice(records) -> None:
     for r in records:
         for e in r.entities:
@@ -201,7 +193,7 @@ def _offsets_slice(records) -> None:
 def test_real_binary_sets_match_manifest(dataset, reader):
     if not (DATA / dataset / "train.tsv").is_file():
         pytest.skip(f"real {dataset} data not present")
-    counts = _manifest(dataset)["counts"]
+    counts = manifest_entries(DATA)[dataset]["counts"]
     out = reader(DATA / dataset)
     assert sorted(out) == sorted(counts)
     for split, records in out.items():
@@ -221,7 +213,7 @@ def test_real_binary_sets_match_manifest(dataset, reader):
 
 @pytest.mark.skipif(not (DATA / "drugprot" / ABS).is_file(), reason="real drugprot data not present")
 def test_real_drugprot_matches_manifest():
-    counts = _manifest("drugprot")["counts"]["development"]
+    counts = manifest_entries(DATA)["drugprot"]["counts"]["development"]
     records = read_drugprot(DATA / "drugprot")["development"]
     assert len(records) == counts["kept_abstracts"] == 300
     assert sum(len(r.entities) for r in records) == counts["kept_entities"]

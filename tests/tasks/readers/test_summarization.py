@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support.readers import edit, manifest_entries, raises_naming, read_broken
 
 from metaprompt.tasks.catalog import default_data_root
 from metaprompt.tasks.errors import DataFormatError
@@ -85,14 +86,6 @@ def make(dataset: str, tmp_path: Path, **override: list[tuple]) -> Path:
     return folder
 
 
-def edit(path: Path, old: str | bytes, new: str | bytes) -> None:
-    data = path.read_bytes()
-    old_b = old.encode() if isinstance(old, str) else old
-    new_b = new.encode() if isinstance(new, str) else new
-    assert old_b in data, f"{old!r} not in {path}"
-    path.write_bytes(data.replace(old_b, new_b, 1))
-
-
 def test_mts_dialog_fixture_exact():
     out = get_reader("mts_dialog")(FIXTURES / "mts_dialog")
     assert {k: len(v) for k, v in out.items()} == {"train": 2, "validation": 1, "test1": 1, "test2": 1}
@@ -164,7 +157,7 @@ MALFORMED_TEXT: list[tuple[str, str, Callable[[Path], None], str, str]] = [
         "empty dialogue",
     ),
     ("mts_dialog", MTS, lambda p: edit(p, "Hello", b"H\xe9llo"), "line 5", "not valid UTF-8"),
-    ("mts_dialog", MTS, lambda p: edit(p, "\r\n1,CC", "\r\n0,CC"), "line 5", "duplicate id '0'"),
+    ("mts_dialog", MTS, lambda p: edit(p, "\r\n1,CC", "\r\n0,CC"), "line 5", "duplicate ID '0'"),
     ("mediqa_mas", QUESTIONS, lambda p: edit(p, "24||", "24|"), "line 2", "expected 'question_id||text'"),
     ("mediqa_mas", QUESTIONS, lambda p: edit(p, "gene", b"g\xe8ne"), "line 1", "not valid UTF-8"),
     (
@@ -187,19 +180,14 @@ MALFORMED_TEXT: list[tuple[str, str, Callable[[Path], None], str, str]] = [
 
 @pytest.mark.parametrize(("dataset", "file", "mutate", "where", "problem"), MALFORMED_TEXT)
 def test_malformed_text_raises_with_file_and_place(tmp_path, dataset, file, mutate, where, problem):
-    folder = make(dataset, tmp_path)
-    mutate(folder / file)
-    with pytest.raises(DataFormatError) as err:
-        get_reader(dataset)(folder)
-    msg = str(err.value)
-    assert Path(file).name in msg and where in msg and problem in msg, msg
+    read_broken(make(dataset, tmp_path), dataset, file, mutate, where, problem)
 
 
 MALFORMED_XLSX: list[tuple[str, dict, str, str, str]] = [
     # (dataset, workbook override, file, expected location, expected problem)
     ("mediqa_qs", {"val": [("q_id", "NLM Question", "Summ")]}, QS, "row 1", "missing column(s) ['Summary']"),
     ("mediqa_qs", {"val": [*QS_VAL, (7, "Question?", "  ")]}, QS, "row 4 (q_id=7)", "empty Summary"),
-    ("mediqa_qs", {"val": [*QS_VAL, (3, "Again?", "Again?")]}, QS, "row 4", "duplicate id '3'"),
+    ("mediqa_qs", {"val": [*QS_VAL, (3, "Again?", "Again?")]}, QS, "row 4", "duplicate q_id '3'"),
     ("meqsum", {"sheet": "Sheet1"}, MQ, "", "no sheet 'QS'"),
     ("meqsum", {"rows": [*MEQSUM, ("9.txt", "", "Why?")]}, MQ, "row 5 (File=9.txt)", "empty CHQ"),
     (
@@ -223,10 +211,7 @@ MALFORMED_XLSX: list[tuple[str, dict, str, str, str]] = [
 @pytest.mark.parametrize(("dataset", "override", "file", "where", "problem"), MALFORMED_XLSX)
 def test_malformed_xlsx_raises_with_file_and_place(tmp_path, dataset, override, file, where, problem):
     folder = make(dataset, tmp_path, **override)
-    with pytest.raises(DataFormatError) as err:
-        get_reader(dataset)(folder)
-    msg = str(err.value)
-    assert file in msg and where in msg and problem in msg, msg
+    raises_naming(lambda: get_reader(dataset)(folder), file, where, problem)
 
 
 def test_damaged_workbook_raises(tmp_path):
@@ -236,19 +221,13 @@ def test_damaged_workbook_raises(tmp_path):
         get_reader("meqsum")(folder)
 
 
-def _manifest() -> dict[str, dict]:
-    import yaml
-
-    return {d["id"]: d for d in yaml.safe_load((DATA / "MANIFEST.yaml").read_text())["datasets"]}
-
-
 @pytest.mark.skipif(not (DATA / "MANIFEST.yaml").is_file(), reason="real data not present")
 @pytest.mark.parametrize(
     ("dataset", "key"),
     [("mts_dialog", "kept"), ("mediqa_qs", "kept"), ("meqsum", "kept"), ("mediqa_mas", "questions")],
 )
 def test_real_data_counts_and_targets(dataset, key):
-    entry = _manifest()[dataset]
+    entry = manifest_entries(DATA)[dataset]
     out = get_reader(dataset)(DATA / dataset)
     assert {k: len(v) for k, v in out.items()} == {n.split()[0]: c[key] for n, c in entry["counts"].items()}
     uids = [r.uid for recs in out.values() for r in recs]
