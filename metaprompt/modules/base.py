@@ -205,6 +205,15 @@ class PromptModule(L.LightningModule):
         self, batch: dict, hidden_layers: tuple[int, ...] = (), need_logits: bool = True, target_hidden: bool = False
     ) -> ForwardOut:
         prompt = self.prompt_for(batch["task_ids"])
+        return self.forward_with(prompt, batch, hidden_layers, need_logits=need_logits, target_hidden=target_hidden)
+
+    def forward_with(
+        self, prompt: torch.Tensor | None, batch: dict, hidden_layers: tuple[int, ...] = (), **kw: Any
+    ) -> ForwardOut:
+        """The backbone on ``batch`` with ``prompt`` ([B, l, d], or None) before each row's tokens.
+
+        ``kw``: ``need_logits`` / ``target_hidden`` of :func:`metaprompt.forward.prompted.prompted_forward`.
+        """
         return prompted_forward(
             self.backbone,
             batch["input_ids"],
@@ -214,8 +223,7 @@ class PromptModule(L.LightningModule):
             hidden_layers,
             task_ids=batch["task_ids"],
             fast=self.fast_paths,
-            need_logits=need_logits,
-            target_hidden=target_hidden,
+            **kw,
         )
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

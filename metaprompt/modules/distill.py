@@ -22,7 +22,7 @@ import torch
 from metaprompt.adapters import AdapterConfig, load_adapter, save_adapter
 from metaprompt.data.collate import CausalLMCollator
 from metaprompt.forward.fused_loss import frozen_head_distillation, fusable
-from metaprompt.forward.prompted import ForwardOut, decoder_and_head, prompted_forward
+from metaprompt.forward.prompted import ForwardOut, decoder_and_head
 from metaprompt.losses import DistillationLoss
 from metaprompt.modules.base import PromptModule
 from metaprompt.modules.teacher_cache import TeacherCache, build_teacher_cache, cached_distillation_loss
@@ -133,17 +133,7 @@ class MultitaskDistillation(PromptModule):
         """The frozen teachers on a batch (no grad): same backbone, the rows' teacher prompts."""
         with torch.no_grad():
             prompt = self.teacher(batch["task_ids"], dtype=self.backbone_dtype)
-            return prompted_forward(
-                self.backbone,
-                batch["input_ids"],
-                batch["attention_mask"],
-                batch["labels"],
-                prompt,
-                hidden_layers,
-                task_ids=batch["task_ids"],
-                fast=self.fast_paths,
-                target_hidden=target_hidden,
-            )
+            return self.forward_with(prompt, batch, hidden_layers, target_hidden=target_hidden)
 
     def _fused_head(self) -> torch.nn.Module | None:
         """The frozen LM head when the KL can be fused with it (no [N, V] logits), else None."""
