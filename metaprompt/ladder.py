@@ -37,7 +37,7 @@ from metaprompt.modules import (
     TargetAdaptation,
     TeacherPromptTuning,
 )
-from metaprompt.pipeline import Pipeline, PipelineConfig, Stage
+from metaprompt.pipeline import Pipeline, PipelineConfig, Stage, check_settings
 
 
 class ValidationAsTest(MultitaskDataModule):
@@ -88,6 +88,8 @@ class Ladder(Pipeline):
         missing = sorted(needed - set(config.steps))
         if missing:
             raise ValueError(f"ladder: steps has no entry for k = {missing} (steps: {config.steps})")
+        for variant, overrides in config.ablations.items():
+            check_settings(f"ablations[{variant!r}]", overrides, MultitaskDistillation, "model")
         self.started = time.monotonic()
         self._current: set[Path] | None = None  # set while current_folders() walks the plan
 
@@ -189,17 +191,20 @@ class Ladder(Pipeline):
         tasks = [spec.name for spec in resolve_tasks(cfg.targets, cfg.data.get("root"))]
         key0, distill0, _ = self.distill_keys[""]
         zero = Stage(0, data={"k_shot": 0})
+        systems = set(cfg.systems)
         for task in tasks:
             root = self.out / "targets" / task
-            self._run(
-                f"{task}/backbone zero-shot", self._key(self._base(), task), BackboneOnly, {}, task, zero,
-                root / "backbone_zero-shot" / "k0-s0", True,
-            )  # fmt: skip
-            self._run(
-                f"{task}/metaprompt zero-shot", self._key(key0, task), TargetAdaptation,
-                {"metaprompt_adapter": str(distill0 / "adapter")}, task, zero,
-                root / "metaprompt_zero-shot" / "k0-s0", True,
-            )  # fmt: skip
+            if "backbone zero-shot" in systems:
+                self._run(
+                    f"{task}/backbone zero-shot", self._key(self._base(), task), BackboneOnly, {}, task, zero,
+                    root / "backbone_zero-shot" / "k0-s0", True,
+                )  # fmt: skip
+            if "metaprompt zero-shot" in systems:
+                self._run(
+                    f"{task}/metaprompt zero-shot", self._key(key0, task), TargetAdaptation,
+                    {"metaprompt_adapter": str(distill0 / "adapter")}, task, zero,
+                    root / "metaprompt_zero-shot" / "k0-s0", True,
+                )  # fmt: skip
         plan = sorted({(i, k, seed) for k, seeds in cfg.shots.items() for i, seed in enumerate(seeds)})
         for _, k, seed in plan:  # seed index first: every k's first seed before any second seed
             for task in tasks:
@@ -218,12 +223,15 @@ class Ladder(Pipeline):
     def _adapted(self, task: str, root: Path, k: int, seed: int) -> None:
         cfg = self.config
         key0, distill0, _ = self.distill_keys[""]
-        self._adapt(
-            task, root / "metaprompt_adapted", k, seed, key0,
-            {"metaprompt_adapter": str(distill0 / "adapter")}, "metaprompt adapted",
-        )  # fmt: skip
-        self._baseline(task, root / "prompt_tuning", k, seed, PromptTuning, cfg.prompt_tuning, "prompt tuning")
-        self._baseline(task, root / "LoRA", k, seed, LoRA, cfg.lora, "LoRA")
+        if "metaprompt adapted" in cfg.systems:
+            self._adapt(
+                task, root / "metaprompt_adapted", k, seed, key0,
+                {"metaprompt_adapter": str(distill0 / "adapter")}, "metaprompt adapted",
+            )  # fmt: skip
+        if "prompt tuning" in cfg.systems:
+            self._baseline(task, root / "prompt_tuning", k, seed, PromptTuning, cfg.prompt_tuning, "prompt tuning")
+        if "LoRA" in cfg.systems:
+            self._baseline(task, root / "LoRA", k, seed, LoRA, cfg.lora, "LoRA")
 
     def _stage_at(self, stage: Stage, k: int) -> Stage:
         return Stage(self.config.steps[k], dict(stage.model), {**stage.data, "k_shot": k})

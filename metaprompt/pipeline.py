@@ -15,6 +15,7 @@ and everything after it run again.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -106,6 +107,43 @@ class StepPrinter(L.Callback):
 
 UPSTREAM_ADAPTERS = ("teacher_adapter", "metaprompt_adapter")  # module arguments naming another stage's output
 
+PIPELINE_OWNED = {
+    "model": ("backbone", "task_names", "output_dir", "seed", "max_new_tokens", "prompt_length", *UPSTREAM_ADAPTERS),
+    "data": ("tasks", "backbone", "seed"),
+}
+"""Arguments the pipeline sets itself (from its own fields, per run): a stage may not override them, or the
+pipeline-level value would silently not reach that stage (e.g. a stage's own backbone beside the data
+module's tokenizer)."""
+
+
+def accepted_arguments(cls: type) -> set[str]:
+    """Keyword arguments ``cls(...)`` accepts: its ``__init__``'s, and its bases' while ``**kwargs`` passes on."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(vars(klass)["__init__"]).parameters.values()
+        names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return names
+
+
+def check_settings(where: str, settings: dict[str, Any], cls: type, part: str) -> None:
+    """Reject a stage's ``model`` / ``data`` key that ``cls`` does not take or that the pipeline owns.
+
+    Raises:
+        ValueError: naming the stage, the keys and what is accepted (before any stage runs, not hours in).
+    """
+    owned = sorted(set(settings) & set(PIPELINE_OWNED[part]))
+    if owned:
+        raise ValueError(f"{where}.{part}: {owned} are set by the pipeline (use its own fields), not per stage")
+    unknown = sorted(set(settings) - accepted_arguments(cls))
+    if unknown:
+        raise ValueError(
+            f"{where}.{part}: {cls.__name__} takes no {unknown}; it accepts {sorted(accepted_arguments(cls))}"
+        )
+
 
 def adapter_digest(folder: Path) -> str | None:
     """SHA-256 of an adapter folder's files (None when it does not exist yet)."""
@@ -127,6 +165,24 @@ class Pipeline:
         unknown = set(config.systems) - set(SYSTEMS)
         if unknown:
             raise ValueError(f"unknown system(s) {sorted(unknown)}; choose from {SYSTEMS}")
+        self.check_settings()
+
+    STAGE_MODULES: dict[str, type] = {
+        "teacher": TeacherPromptTuning,
+        "distill": MultitaskDistillation,
+        "target": TargetAdaptation,
+        "prompt_tuning": PromptTuning,
+        "lora": LoRA,
+    }
+
+    def check_settings(self) -> None:
+        """Every stage's ``model`` and ``data`` keys reach an argument of its module / the data module."""
+        cfg = self.config
+        check_settings("data", cfg.data, MultitaskDataModule, "data")
+        for name, cls in self.STAGE_MODULES.items():
+            stage = getattr(cfg, name)
+            check_settings(name, stage.model, cls, "model")
+            check_settings(name, stage.data, MultitaskDataModule, "data")
 
     def _key(self, *parts: Any) -> str:
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -142,8 +198,7 @@ class Pipeline:
         self, name: str, key: str, module_kw: dict, tasks: str, stage: Stage, seed: int, data_cls: type
     ) -> tuple[MultitaskDataModule, str, Path, bool]:
         """``(data module, full key, record path, whether the record matches)`` of one stage run."""
-        cfg = self.config
-        data = data_cls(tasks=tasks, backbone=cfg.backbone, **{**cfg.data, **stage.data, "seed": seed})
+        data = data_cls(**self.data_kwargs(tasks, stage, seed))
         key = self.record_key(key, data, module_kw)
         record = self.out / "done" / f"{name.replace('/', '__')}.json"
         return data, key, record, record.is_file() and json.loads(record.read_text()).get("key") == key
@@ -156,12 +211,35 @@ class Pipeline:
             memo[settings] = data.fingerprint()
         return memo[settings]
 
+    def data_kwargs(self, tasks: str | list[str], stage: Stage, seed: int) -> dict:
+        """Keyword arguments of a stage run's data module: the shared data settings, then the stage's own."""
+        cfg = self.config
+        return {"tasks": tasks, "backbone": cfg.backbone, **cfg.data, **stage.data, "seed": seed}
+
     def module_kwargs(self, task_names: list[str], folder: Path, module_kw: dict, stage: Stage) -> dict:
         """Keyword arguments of a stage's module: the pipeline-wide settings, then the stage's own."""
         common = dict(backbone=self.config.backbone, task_names=task_names, output_dir=str(folder))
         if self.config.max_new_tokens:
             common["max_new_tokens"] = dict(self.config.max_new_tokens)
         return {**common, **module_kw, **stage.model}
+
+    def trainer(self, name: str, stage: Stage, folder: Path) -> L.Trainer:
+        """The Trainer of one stage run (one device; the run's CSV log and step lines; no checkpoints)."""
+        cfg = self.config
+        return L.Trainer(
+            max_steps=max(stage.max_steps, 1),
+            accelerator=cfg.accelerator,
+            devices=1,
+            precision=cfg.precision,
+            logger=CSVLogger(str(folder), name="logs"),
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            default_root_dir=str(folder),
+            enable_model_summary=False,
+            callbacks=[StepPrinter(name)],
+        )
 
     def _run(
         self,
@@ -182,7 +260,6 @@ class Pipeline:
         Lightning; the test sample does not depend on it. ``data_cls`` lets a caller test on another
         split (the ladder scores sources on validation).
         """
-        cfg = self.config
         start = time.perf_counter()
         data, key, record, current = self.record_status(name, key, module_kw, tasks, stage, seed, data_cls)
         if current:
@@ -190,20 +267,7 @@ class Pipeline:
             return json.loads(record.read_text())["result"]
         L.seed_everything(seed, verbose=False)
         model = module_cls(**{**self.module_kwargs(data.task_names, folder, module_kw, stage), "seed": seed})
-        trainer = L.Trainer(
-            max_steps=max(stage.max_steps, 1),
-            accelerator=cfg.accelerator,
-            devices=1,
-            precision=cfg.precision,
-            logger=CSVLogger(str(folder), name="logs"),
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            limit_val_batches=0,
-            num_sanity_val_steps=0,
-            default_root_dir=str(folder),
-            enable_model_summary=False,
-            callbacks=[StepPrinter(name)],
-        )
+        trainer = self.trainer(name, stage, folder)
         result: dict[str, Any] = {}
         timing = {}
         if stage.max_steps > 0:
