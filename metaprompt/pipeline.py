@@ -9,6 +9,7 @@ and everything after it run again.
 
     output_dir/
       teacher/adapter/   distill/adapter/   targets/<task>/<system>/{adapter/,metrics.json,predictions.jsonl}
+      <each run>/config.yaml   (the run as a LightningCLI config: `metaprompt fit -c` reruns it)
       done/<stage>.json  results.json  results.md
 """
 
@@ -241,6 +242,40 @@ class Pipeline:
             callbacks=[StepPrinter(name)],
         )
 
+    def write_run_config(
+        self, folder: Path, module_cls: type, model_kw: dict, data_cls: type, data_kw: dict, stage: Stage, seed: int
+    ) -> Path:
+        """``<folder>/config.yaml``: the run as a LightningCLI config (``metaprompt fit|test -c`` reruns it).
+
+        The CLI links ``model.backbone`` into the data module and ``data.task_names`` into the model, so
+        those two are written once; what the pipeline's Trainer sets beyond them (logging, no
+        checkpoints) is its own and not repeated here.
+        """
+        import yaml
+
+        cfg = self.config
+        config = {
+            "seed_everything": seed,
+            "trainer": {
+                "max_steps": max(stage.max_steps, 1),
+                "accelerator": cfg.accelerator,
+                "precision": cfg.precision,
+            },
+            "model": {
+                "class_path": f"{module_cls.__module__}.{module_cls.__qualname__}",
+                "init_args": {k: v for k, v in model_kw.items() if k != "task_names"},
+            },
+            "data": {k: v for k, v in data_kw.items() if k != "backbone"},
+        }
+        note = ""
+        if data_cls is not MultitaskDataModule:  # e.g. the ladder's sources, scored on validation
+            note = f"# data module: {data_cls.__module__}.{data_cls.__qualname__} (the CLI's is MultitaskDataModule)\n"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "config.yaml"
+        plain = json.loads(json.dumps(config, default=str))  # paths -> strings, tuples -> lists
+        path.write_text(note + yaml.safe_dump(plain, sort_keys=False, default_flow_style=False))
+        return path
+
     def _run(
         self,
         name: str,
@@ -266,7 +301,11 @@ class Pipeline:
             print(f"[pipeline] {name}: up to date, skipped", flush=True)
             return json.loads(record.read_text())["result"]
         L.seed_everything(seed, verbose=False)
-        model = module_cls(**{**self.module_kwargs(data.task_names, folder, module_kw, stage), "seed": seed})
+        model_kw = {**self.module_kwargs(data.task_names, folder, module_kw, stage), "seed": seed}
+        model = module_cls(**model_kw)
+        self.write_run_config(
+            folder, module_cls, model_kw, type(data), self.data_kwargs(tasks, stage, seed), stage, seed
+        )
         trainer = self.trainer(name, stage, folder)
         result: dict[str, Any] = {}
         timing = {}

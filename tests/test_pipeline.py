@@ -40,6 +40,11 @@ def test_stage_records_key_on_the_data_they_saw(tmp_path, data_root, capsys):
         return capsys.readouterr().out
 
     assert "done in" in run() and "up to date" in run()
+    from metaprompt.cli import cli_main  # the run's resolved config reruns it through LightningCLI
+
+    cli = cli_main(["-c", str(tmp_path / "z" / "config.yaml")], run=False)  # run=False: no subcommand
+    assert type(cli.model) is BackboneOnly and cli.model.hparams.backbone == "tiny-llama"
+    assert cli.model.hparams.task_names == ["pairs"] and cli.datamodule.hparams.root == str(data_root)
     data_file.write_text(data_file.read_text().replace("label\nFever of 30C.", "label\nFever of 40C."))
     assert "done in" in run()  # same settings, other data: not skipped
 
