@@ -33,6 +33,9 @@ class FastPaths:
             student or teacher logits.
         activation_checkpointing: Recompute each decoder layer's activations in the backward pass instead
             of storing them (less memory, ~1 extra forward of time).
+        drop_finished_rows: In greedy decoding, remove a row from the batch once it has finished (end
+            token or stop string) instead of feeding it padding until the last row stops, as HF
+            ``generate`` does (``metaprompt.forward.decode``).
         bf16_autocast: Run the frozen backbone under ``torch.autocast(bfloat16)`` (fp32 weights kept;
             loss in fp32). Helps only on hardware with fast bf16 matmuls (see docs/performance.md).
     """
@@ -42,6 +45,7 @@ class FastPaths:
     target_only_logits: bool = True
     fused_loss: bool = True
     activation_checkpointing: bool = False
+    drop_finished_rows: bool = True
     bf16_autocast: bool = False
 
     def __post_init__(self) -> None:

@@ -20,6 +20,7 @@ from transformers import DynamicCache
 
 from metaprompt.data.collate import IGNORE_INDEX
 from metaprompt.forward.checkpointing import reading_cache, set_activation_checkpointing, writing_cache
+from metaprompt.forward.decode import StopStrings, greedy_steps, prefill
 from metaprompt.forward.fused_loss import frozen_head_cross_entropy, fusable
 from metaprompt.forward.inject import positions_from_mask, prepend_prompt
 from metaprompt.forward.options import FastPaths
@@ -305,44 +306,6 @@ def _strip(sequences: list[list[int]], eos_token_id: int) -> list[list[int]]:
     return [seq[: seq.index(eos_token_id)] if eos_token_id in seq else seq for seq in sequences]
 
 
-def _any_rank_running(running: bool, device: torch.device) -> bool:
-    """All-reduce of "this rank still decodes" (``synced_gpus``): True while any rank is not finished."""
-    flag = torch.tensor(1.0 if running else 0.0, device=device)
-    torch.distributed.all_reduce(flag)
-    return flag.item() > 0
-
-
-@torch.no_grad()
-def _greedy_with_prefix(
-    model, input_ids, attention_mask, prompt, task_ids, max_new_tokens, eos, pad, synced_gpus, reuse
-):
-    """Greedy decoding with the shared prefix: the same tokens as HF ``generate`` on ``[prompt, input]``."""
-    decoder, head = decoder_and_head(model)
-    _, _, out, mask = _rows_with_prefix(model, input_ids, attention_mask, prompt, task_ids, False, False, reuse)
-    cache = out.cache
-    position = positions_from_mask(mask)[:, -1:]
-    done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-    hidden, steps = out.last_hidden_state[:, -1], []
-    step = 0
-    while True:
-        token = head(hidden).argmax(-1)
-        token = torch.where(done, torch.full_like(token, pad), token)
-        if step < max_new_tokens:
-            steps.append(token)
-        done = done | (token == eos)
-        finished = step >= max_new_tokens - 1 or bool(done.all())
-        # Sharded weights (ZeRO-3, FSDP2) are all-gathered inside every forward, and the ranks' budgets and
-        # stops differ: keep stepping (outputs discarded) until every rank is finished, like HF's synced_gpus.
-        if not (_any_rank_running(not finished, hidden.device) if synced_gpus else not finished):
-            break
-        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
-        position = position + 1
-        out = decoder(input_ids=token[:, None], attention_mask=mask, position_ids=position, cache=cache, use_cache=True)
-        hidden = out.last_hidden_state[:, -1]
-        step += 1
-    return torch.stack(steps, dim=1).tolist() if steps else [[] for _ in range(input_ids.shape[0])]
-
-
 @torch.no_grad()
 def generate(
     model: torch.nn.Module,
@@ -355,40 +318,54 @@ def generate(
     synced_gpus: bool = False,
     task_ids: torch.Tensor | None = None,
     fast: FastPaths | dict | None = None,
+    stop: StopStrings | None = None,
 ) -> list[list[int]]:
-    """Greedy decoding of a left-padded batch with soft prompts in front.
+    """Greedy decoding of a left-padded batch with soft prompts in front (``forward.decode``).
 
     Args:
+        prompt_input_ids: ``[B, T]`` left-padded chat-formatted prompts.
+        prompt_attention_mask: ``[B, T]``.
+        prompt: ``[B, l, d]`` soft prompts (backbone dtype), or None.
         task_ids: ``[B]`` task of each row; with ``fast.shared_prefix`` the prompts run once per task.
+        stop: Per-row stop strings (the caller cuts the text at them).
 
     Returns:
-        Per row, the generated token ids up to (not including) the first end-of-sequence token.
+        Per row, the generated token ids up to (not including) the first end-of-sequence token. The same
+        tokens as HF ``generate`` (greedy) on ``[prompt, row]``; backbones whose cache layers are not plain
+        attention use HF ``generate`` itself (without ``stop``).
     """
     fast = FastPaths.from_config(fast)
+    decoder, head = decoder_and_head(model)
     with _autocast(fast, prompt_input_ids.device):
         if uses_shared_prefix(model, prompt, task_ids, fast, prompt_attention_mask):
-            rows = _greedy_with_prefix(
-                model,
-                prompt_input_ids,
-                prompt_attention_mask,
-                prompt,
-                task_ids,
-                max_new_tokens,
-                eos_token_id,
-                pad_token_id,
-                synced_gpus,
-                fast.reuse_prefix,
+            _, _, out, mask = _rows_with_prefix(
+                model, prompt_input_ids, prompt_attention_mask, prompt, task_ids, False, False, fast.reuse_prefix
             )
-            return _strip(rows, eos_token_id)
-        inputs = prepend_prompt(model.get_input_embeddings(), prompt_input_ids, prompt_attention_mask, prompt)
-        out = model.generate(
-            inputs_embeds=inputs.inputs_embeds,
-            attention_mask=inputs.attention_mask,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            num_beams=1,
-            eos_token_id=eos_token_id,
-            pad_token_id=pad_token_id,
+        elif supports_shared_prefix(decoder):  # plain attention cache layers: our loop is exact
+            out, mask = prefill(model, prompt_input_ids, prompt_attention_mask, prompt, decoder)
+        else:
+            inputs = prepend_prompt(model.get_input_embeddings(), prompt_input_ids, prompt_attention_mask, prompt)
+            ids = model.generate(
+                inputs_embeds=inputs.inputs_embeds,
+                attention_mask=inputs.attention_mask,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                eos_token_id=eos_token_id,
+                pad_token_id=pad_token_id,
+                synced_gpus=synced_gpus,
+            )
+            return _strip(ids.tolist(), eos_token_id)
+        return greedy_steps(
+            decoder,
+            head,
+            out.cache,
+            mask,
+            out.last_hidden_state[:, -1],
+            max_new_tokens,
+            eos_token_id,
+            pad_token_id,
             synced_gpus=synced_gpus,
+            stop=stop,
+            drop_finished=fast.drop_finished_rows,
         )
-    return _strip(out.tolist(), eos_token_id)

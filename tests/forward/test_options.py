@@ -19,6 +19,7 @@ def test_from_config():
         "target_only_logits": True,
         "fused_loss": True,
         "activation_checkpointing": False,
+        "drop_finished_rows": True,
         "bf16_autocast": False,
     }
     with pytest.raises(ValueError, match=r"unknown switch\(es\) \['shared_prefx'\]"):
