@@ -36,12 +36,14 @@ from metaprompt.evaluation.ranking import (
     token_logprobs,
 )
 from metaprompt.forward import FastPaths
+from metaprompt.forward.decode import StopStrings
 from metaprompt.forward.prefix import supports_shared_prefix
 from metaprompt.forward.prompted import ForwardOut, candidate_logprobs, decoder_and_head, generate, prompted_forward
 from metaprompt.modules.fsdp2 import parallelize
 from metaprompt.optim import TaskAdamW
 from metaprompt.scale import full_numel, full_shape, is_fsdp2, outside_zero_init, params_are_sharded, zero_stage
 from metaprompt.scale.zero import zero3_hf_config
+from metaprompt.tasks.records import TASK_TYPES
 
 MODULE_KEY = "metaprompt_module"  # checkpoint key: the stage's class path (on_save_checkpoint), for consolidation
 
@@ -73,6 +75,9 @@ class PromptModule(L.LightningModule):
         weight_decay: AdamW weight decay (1e-5: ATTEMPT, Asai et al. 2022).
         warmup_steps: Linear warm-up steps, then constant.
         max_new_tokens: Greedy decoding budget per task type (overrides ``DEFAULT_MAX_NEW_TOKENS``).
+        stop_strings: Per task type, strings that end a generated answer besides the end-of-answer token
+            (e.g. ``{"summarization": ["\\n\\n"]}``): a row stops decoding once its text (special tokens
+            skipped) contains one, and its text is cut before it (``metaprompt.forward.decode``).
         generate_eval: Decode and score in validation/test (False: loss only, e.g. for speed).
         log_predictions: Rows per task kept in the prediction table.
         output_dir: Where test writes ``metrics.json`` and ``predictions.jsonl`` (optional).
@@ -96,6 +101,7 @@ class PromptModule(L.LightningModule):
         weight_decay: float = 1e-5,
         warmup_steps: int = 0,
         max_new_tokens: dict[str, int] | None = None,
+        stop_strings: dict[str, list[str]] | None = None,
         generate_eval: bool = True,
         log_predictions: int = 8,
         output_dir: str | None = None,
@@ -106,6 +112,16 @@ class PromptModule(L.LightningModule):
         super().__init__()
         if label_scoring not in LABEL_SCORINGS:
             raise ValueError(f"label_scoring must be one of {LABEL_SCORINGS}, got {label_scoring!r}")
+        for task_type, strings in (stop_strings or {}).items():
+            if (
+                task_type not in TASK_TYPES
+                or isinstance(strings, str)
+                or not all(isinstance(x, str) and x for x in strings)
+            ):
+                raise ValueError(
+                    f"stop_strings: expected a list of non-empty strings per task type ({', '.join(TASK_TYPES)}), "
+                    f"got {task_type!r}: {strings!r}"
+                )
         self.save_hyperparameters()
         self.fast_paths = FastPaths.from_config(fast_paths)
         self.isolate_task_updates = True  # TaskAdamW row rule; off where rows are not visible (sharding)
@@ -405,21 +421,29 @@ class PromptModule(L.LightningModule):
         mask = batch["prompt_attention_mask"][index]
         keep = int(mask.any(0).nonzero()[0]) if mask.any() else 0  # drop columns that are padding in all kept rows
         budget = {**DEFAULT_MAX_NEW_TOKENS, **(self.hparams.max_new_tokens or {})}
-        types = {self._require_eval_tasks().task_type(t) for t in task_ids.tolist()}
+        row_types = [self._require_eval_tasks().task_type(t) for t in task_ids.tolist()]
+        stops = self.hparams.get("stop_strings") or {}
+        stop = StopStrings(self._decode, [stops.get(t, ()) for t in row_types]) if stops else None
         generated = generate(
             self.backbone,
             batch["prompt_input_ids"][index][:, keep:],
             mask[:, keep:],
             self.prompt_for(task_ids),
-            max(budget[t] for t in types),
+            max(budget[t] for t in set(row_types)),
             self.tokenizer.eos_token_id,
             self.tokenizer.pad_token_id,
             synced_gpus=self._synced_gpus(),
             task_ids=task_ids,
             fast=self.fast_paths,
+            stop=stop,
         )
-        uids = [batch["uids"][i] for i in rows]
-        return [(uid, self.tokenizer.decode(ids, skip_special_tokens=True)) for uid, ids in zip(uids, generated)]
+        texts = [self._decode(ids) for ids in generated]
+        if stop is not None:
+            texts = [stop.cut(i, text) for i, text in enumerate(texts)]
+        return list(zip([batch["uids"][i] for i in rows], texts))
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def _require_eval_tasks(self) -> EvalTasks:
         if self.eval_tasks is None:

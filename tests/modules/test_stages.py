@@ -335,6 +335,34 @@ def test_zero_shot_target_adaptation_tests_without_fit(distilled, data_root, tmp
     assert len((tmp_path / "out" / "predictions.jsonl").read_text().splitlines()) == 4
 
 
+def test_stop_strings_cut_generated_answers(data_root, tmp_path):
+    from metaprompt.modules import BackboneOnly
+
+    dm = MultitaskDataModule(
+        tasks="rqe", backbone="tiny-llama", max_length=128, batch_size=4, k_shot=0, max_eval_per_task=4,
+        cache_dir=str(tmp_path / "cache"),
+    )  # fmt: skip
+
+    def generations(**kw):
+        module = BackboneOnly(
+            backbone="tiny-llama", task_names=dm.task_names, label_scoring="generated",
+            max_new_tokens={"nli": 8}, output_dir=str(tmp_path / "out"), **kw,
+        )  # fmt: skip
+        trainer(1).test(module, datamodule=dm, verbose=False)
+        rows = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+        return {r["uid"]: r["generation"] for r in rows}
+
+    free = generations()
+    uid, text = max(free.items(), key=lambda item: len(item[1]))
+    assert len(text) >= 4
+    stop = text[1:3]  # a string inside one row's answer (the tiny backbone's are newlines)
+    cut = generations(stop_strings={"nli": [stop]})
+    assert cut[uid] == text[: text.index(stop)]
+    assert all(cut[u] == (t[: t.index(stop)] if stop in t else t) for u, t in free.items())
+    with pytest.raises(ValueError, match="stop_strings"):
+        BackboneOnly(backbone="tiny-llama", stop_strings={"nli": "\n"})
+
+
 # --- baseline: LoRA --------------------------------------------------------------------------------------------
 
 
