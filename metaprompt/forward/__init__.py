@@ -1,7 +1,9 @@
 """The prompted backbone call: every way a soft prompt meets the frozen causal LM, in one place.
 
 * ``prompted``: :func:`prompted_forward` (prompt + row through the backbone, target-only logits/loss),
-  greedy ``generate``, ``candidate_logprobs`` for ranked scoring, ``ForwardOut``.
+  greedy ``generate``, ``ForwardOut``.
+* ``decode``: the greedy loop behind ``generate`` (KV cache, finished rows leave the batch, stop strings).
+* ``candidates``: ``candidate_logprobs`` for ranked scoring (task prefix once, each context once).
 * ``inject``: the prompt prepended to the row's embeddings (positions, padding).
 * ``prefix`` / ``prefix_memo``: the shared task prefix (system turn + prompt) run once per distinct
   task, and its memo for frozen prompts.

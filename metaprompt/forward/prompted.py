@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from transformers import DynamicCache
 
 from metaprompt.data.collate import IGNORE_INDEX
 from metaprompt.forward.checkpointing import reading_cache, set_activation_checkpointing, writing_cache
@@ -25,7 +24,6 @@ from metaprompt.forward.fused_loss import frozen_head_cross_entropy, fusable
 from metaprompt.forward.inject import positions_from_mask, prepend_prompt
 from metaprompt.forward.options import FastPaths
 from metaprompt.forward.prefix import (
-    Prefix,
     distinct_prompts,
     for_rows,
     has_sliding_layers,
@@ -128,7 +126,7 @@ def _autocast(fast: FastPaths, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def _rows_with_prefix(
+def rows_with_prefix(
     model, input_ids, attention_mask, prompt, task_ids, want_hidden: bool, read_only: bool, reuse: bool
 ):
     """Prefix pass over the distinct prompts, then the rows attending to it.
@@ -195,7 +193,7 @@ def prompted_forward(
     want_hidden = bool(hidden_layers)
     with _autocast(fast, input_ids.device):
         if uses_shared_prefix(model, prompt, task_ids, fast, attention_mask):
-            prefix, rows, out, _ = _rows_with_prefix(
+            prefix, rows, out, _ = rows_with_prefix(
                 model, input_ids, attention_mask, prompt, task_ids, want_hidden, True, fast.reuse_prefix
             )
             # the last prompt position predicts each row's first token: keep it in front of the rows
@@ -235,73 +233,6 @@ def prompted_forward(
     return ForwardOut(logits, target_labels, loss, hidden_states, token_mask, target_weights, token_weights)
 
 
-@torch.no_grad()
-def candidate_logprobs(
-    model: torch.nn.Module,
-    contexts: list[list[int]],
-    prompt: torch.Tensor | None,
-    candidates: list[list[list[int]]],
-    pad_token_id: int,
-    fast: FastPaths | dict | None = None,
-) -> list[torch.Tensor]:
-    """Log-probs of each example's candidate answers, the context encoded once per example.
-
-    Ranked scoring (``metaprompt.evaluation.ranking``) asks for ``log p(candidate | prompt, context)`` of
-    every allowed answer. Concatenating ``[prompt, context, candidate]`` per candidate runs the context
-    (the long part) once per candidate; here ``[prompt, context]`` runs once per example with a KV cache,
-    and all candidates of the call attend to their example's cache in one pass. Same layout, masks and
-    positions as the concatenation, so the same log-probs up to float rounding (tested).
-
-    Args:
-        model: HF causal LM (also PEFT-wrapped); its cache layers must be plain attention
-            (``prefix.supports_shared_prefix``), else the caller concatenates.
-        contexts: Per example, the context token ids (the chat-formatted prompt).
-        prompt: ``[E, l, d]`` per-example soft prompts (backbone dtype), or None.
-        candidates: Per example, its candidates' token ids (each ending with the end-of-answer token).
-        pad_token_id: Padding id.
-        fast: :class:`FastPaths` (only ``bf16_autocast`` applies).
-
-    Returns:
-        One ``[n_i]`` float32 CPU tensor of token log-probs per candidate, examples and candidates in order.
-    """
-    fast = FastPaths.from_config(fast)
-    decoder, head = decoder_and_head(model)
-    device = model.get_input_embeddings().weight.device
-    embed = model.get_input_embeddings()
-    width = max(len(c) for c in contexts)
-    ids = torch.full((len(contexts), width), pad_token_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, c in enumerate(contexts):  # left-padded: every context ends where its candidates start
-        ids[i, width - len(c) :] = torch.tensor(c)
-        mask[i, width - len(c) :] = 1
-    flat = [t for per in candidates for t in per]
-    rows = torch.tensor([i for i, per in enumerate(candidates) for _ in per], device=device)
-    length = max(len(t) for t in flat)
-    cand = torch.full((len(flat), length), pad_token_id, dtype=torch.long)
-    cand_mask = torch.zeros_like(cand)
-    for i, t in enumerate(flat):  # right-padded: pads after the answer are never attended to
-        cand[i, : len(t)] = torch.tensor(t)
-        cand_mask[i, : len(t)] = 1
-    ids, mask, cand, cand_mask = ids.to(device), mask.to(device), cand.to(device), cand_mask.to(device)
-    with _autocast(fast, device):
-        inputs = prepend_prompt(embed, ids, mask, prompt)
-        cache = DynamicCache(config=decoder.config)
-        ctx = decoder(**inputs.as_kwargs(), cache=cache, use_cache=True)
-        rows_kv = rows_cache(Prefix(cache, ctx.last_hidden_state, ()), rows, read_only=True)
-        full_mask = torch.cat([inputs.attention_mask.index_select(0, rows), cand_mask], dim=1)
-        start = inputs.position_ids[:, -1:].index_select(0, rows) + 1
-        positions = start + torch.arange(length, device=device)
-        out = decoder(
-            inputs_embeds=embed(cand), attention_mask=full_mask, position_ids=positions, cache=rows_kv, use_cache=True
-        )
-        # the context's last position predicts each candidate's first token; candidate j predicts j+1
-        predict = torch.cat([ctx.last_hidden_state[:, -1:].index_select(0, rows), out.last_hidden_state[:, :-1]], 1)
-        select = cand_mask.bool()
-        logits = head(predict[select])
-    logp = torch.log_softmax(logits.float(), dim=-1).gather(1, cand[select][:, None]).squeeze(1)
-    return list(logp.cpu().split([len(t) for t in flat]))
-
-
 def _strip(sequences: list[list[int]], eos_token_id: int) -> list[list[int]]:
     return [seq[: seq.index(eos_token_id)] if eos_token_id in seq else seq for seq in sequences]
 
@@ -338,7 +269,7 @@ def generate(
     decoder, head = decoder_and_head(model)
     with _autocast(fast, prompt_input_ids.device):
         if uses_shared_prefix(model, prompt, task_ids, fast, prompt_attention_mask):
-            _, _, out, mask = _rows_with_prefix(
+            _, _, out, mask = rows_with_prefix(
                 model, prompt_input_ids, prompt_attention_mask, prompt, task_ids, False, False, fast.reuse_prefix
             )
         elif supports_shared_prefix(decoder):  # plain attention cache layers: our loop is exact

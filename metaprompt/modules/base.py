@@ -36,9 +36,10 @@ from metaprompt.evaluation.ranking import (
     token_logprobs,
 )
 from metaprompt.forward import FastPaths
+from metaprompt.forward.candidates import candidate_logprobs
 from metaprompt.forward.decode import StopStrings
 from metaprompt.forward.prefix import supports_shared_prefix
-from metaprompt.forward.prompted import ForwardOut, candidate_logprobs, decoder_and_head, generate, prompted_forward
+from metaprompt.forward.prompted import ForwardOut, decoder_and_head, generate, prompted_forward
 from metaprompt.modules.fsdp2 import parallelize
 from metaprompt.optim import TaskAdamW
 from metaprompt.scale import full_numel, full_shape, is_fsdp2, outside_zero_init, params_are_sharded, zero_stage
@@ -406,6 +407,7 @@ class PromptModule(L.LightningModule):
                 [list(c.target_ids) for c in chunk],
                 self.tokenizer.pad_token_id,
                 fast=self.fast_paths,
+                task_ids=tasks,
             )
             start = stop
         return per_row

@@ -111,10 +111,8 @@ def test_scores_equal_a_full_sequence_forward_through_the_shared_prefix(model_an
     cands = [build_candidates(r, get_verbalizer(r.task_type, getattr(r, "label_space", ())), encoder) for r in records]
     task_ids = [0, 1, 1]
     prefix_calls = []
-    original = forward_module._rows_with_prefix
-    monkeypatch.setattr(
-        forward_module, "_rows_with_prefix", lambda *a, **k: prefix_calls.append(1) or original(*a, **k)
-    )
+    original = forward_module.rows_with_prefix
+    monkeypatch.setattr(forward_module, "rows_with_prefix", lambda *a, **k: prefix_calls.append(1) or original(*a, **k))
 
     def call(batch):
         prompt = prompts(batch["task_ids"])
@@ -161,11 +159,14 @@ def test_forward_rows_out_of_order_are_caught():
         token_logprobs(logits, torch.tensor([8, 9, 0, 7, 0]), batch)
 
 
+@pytest.mark.parametrize("shared_prefix", [False, True], ids=["prompt-per-context", "task-prefix-once"])
 @pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt-oss"])
-def test_context_encoded_once_gives_the_concatenated_log_probs(name):
-    """``candidate_logprobs`` (context KV cache shared by an example's candidates) == one full forward per
-    candidate; contexts of different lengths (left padding) and wider than gpt-oss's sliding window."""
-    from metaprompt.forward.prompted import candidate_logprobs
+def test_context_encoded_once_gives_the_concatenated_log_probs(name, shared_prefix, monkeypatch):
+    """``candidate_logprobs`` (context KV cache shared by an example's candidates, with or without the task
+    prefix run once) == one full forward per candidate; contexts of different lengths (left padding) and
+    wider than gpt-oss's sliding window."""
+    from metaprompt.forward import candidates as candidates_module
+    from metaprompt.forward.candidates import candidate_logprobs
 
     model, _ = load_backbone(name)
     model.eval().requires_grad_(False)
@@ -183,8 +184,18 @@ def test_context_encoded_once_gives_the_concatenated_log_probs(name):
     soft = SoftPrompt(3, 4, model.config.hidden_size)
     soft.initialize("sample_vocab", model.get_input_embeddings().weight, seed=2)
     with torch.no_grad():
-        prompt = soft(torch.tensor([0, 1, 2]))
-        got = candidate_logprobs(model, contexts, prompt, candidates, pad_token_id=0)
+        task_ids = torch.tensor([1, 0, 1])
+        prompt = soft(task_ids)
+        prefix_calls = []
+        original = candidates_module.rows_with_prefix
+        monkeypatch.setattr(
+            candidates_module, "rows_with_prefix", lambda *a, **k: prefix_calls.append(1) or original(*a, **k)
+        )
+        got = candidate_logprobs(
+            model, contexts, prompt, candidates, pad_token_id=0, task_ids=task_ids if shared_prefix else None
+        )
+        # left-padded contexts on a sliding-window backbone fall back to the prompt per context (prefix.py)
+        assert len(prefix_calls) == int(shared_prefix and name == "tiny-llama")
         expected = []
         for i, (context, per) in enumerate(zip(contexts, candidates)):
             for target in per:
