@@ -37,6 +37,11 @@ class Settings:
     gen_input_tokens: int = 96
     gen_new_tokens: int = 32
     rss_steps: int = 3
+    eval_batch: int = 8  # bench.eval_speed: eval batches of the real test sample
+    eval_examples: int = 16  # per task (a ranked and a generated task)
+    eval_repeats: int = 3
+    decode_tokens: int = 32  # tokens every generated row decodes (no end token can match)
+    natural_budget: int = 128  # budget with the real end token (finished rows dropped vs kept)
     seed: int = 0
 
     def as_dict(self) -> dict:
@@ -57,6 +62,11 @@ SMOKE = Settings(
     gen_input_tokens=12,
     gen_new_tokens=4,
     rss_steps=1,
+    eval_batch=4,
+    eval_examples=4,
+    eval_repeats=1,
+    decode_tokens=4,
+    natural_budget=8,
 )
 
 

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -37,12 +39,28 @@ def test_zero_shot_has_no_training_rows_and_eval_is_deterministic(data_root, tmp
     assert uids == [u for b in dm2.val_dataloader() for u in b["uids"]]
 
 
-def test_token_cache_is_reused(data_root, tmp_path):
-    make(tmp_path, k_shot=16).setup("fit")
+def test_token_cache_is_reused(data_root, tmp_path, monkeypatch):
+    from metaprompt.data.encoding import PromptEncoder
+
+    first = make(tmp_path, k_shot=16)
+    first.setup("fit")
     files = sorted(p.name for p in tmp_path.glob("*.arrow"))
     assert files
-    make(tmp_path, k_shot=16).setup("fit")
+    calls, encode = [], PromptEncoder.encode_batch
+    monkeypatch.setattr(PromptEncoder, "encode_batch", lambda self, *a, **k: calls.append(1) or encode(self, *a, **k))
+    second = make(tmp_path, k_shot=16)
+    second.setup("fit")
+    assert calls == []  # a second start tokenises nothing
     assert sorted(p.name for p in tmp_path.glob("*.arrow")) == files
+    assert {s: d.to_dict() for s, d in second.splits.items()} == {s: d.to_dict() for s, d in first.splits.items()}
+    broken = tmp_path / "broken"  # e.g. a foreign or damaged file: tokenised again, not read
+    broken.write_bytes(b"not an arrow file")
+    os.replace(broken, tmp_path / files[0])  # a new inode: the open datasets keep their memory map
+    third = make(tmp_path, k_shot=16)
+    third.setup("fit")
+    assert calls and {s: d.to_dict() for s, d in third.splits.items()} == {
+        s: d.to_dict() for s, d in first.splits.items()
+    }
 
 
 def test_truncation_is_counted(data_root, tmp_path):
