@@ -19,6 +19,13 @@ WHAT = {  # key: what the ratio compares
     "p4_cold_mixed_over_single": "as p4, prefix memo off (every prompt recomputed per batch)",
     "p4_cold_mixed_vs_peft_lora": "as p4 vs LoRA, prefix memo off",
     "p5_target_bytes": "bytes of one target adapter, LLaMA-3.1-8B shape (l 100, r 1, bf16)",
+    "p7_ranked_over_generate": "examples/s, ranked scoring / greedy generation of the same label answers (rqe)",
+    "p8_decode_vs_peft_prompt_tuning": "tokens/s at the eval batch, ours / PEFT PromptTuning `generate` (l 100)",
+    "p8_decode_fraction_of_bound": "our decode-step tokens/s / (batch x measured bandwidth / weight bytes)",
+    "p8_drop_finished_speedup": "real end tokens: finished rows kept (HF's way) / dropped, seconds",
+    "p9_second_start_over_first": "`metaprompt fit` to its first step (clinical21), warm / cold token cache",
+    "p9_test_second_start_over_first": "`metaprompt test` to its first evaluated batch, warm / cold",
+    "eval_metaprompt_over_backbone": "seconds to evaluate the same examples, same decoding budget",
 }
 TARGETS = {  # key: (comparison, goal) — goals of the issue, not test assertions
     "p1_train_vs_peft": (">=", 2.0),
@@ -27,6 +34,11 @@ TARGETS = {  # key: (comparison, goal) — goals of the issue, not test assertio
     "p4_mixed_over_single": (">=", 0.9),
     "p4_mixed_vs_peft_lora": (">=", 1.0),
     "p5_target_bytes": ("<=", 10 * 1024),
+    "p7_ranked_over_generate": (">=", 5.0),
+    "p8_decode_vs_peft_prompt_tuning": (">=", 2.0),
+    "p8_decode_fraction_of_bound": (">=", 0.5),
+    "p9_second_start_over_first": ("<=", 0.5),
+    "eval_metaprompt_over_backbone": ("<=", 1.2),
 }
 
 
@@ -112,7 +124,51 @@ def other_tables(results: dict) -> list[str]:
         ),
         f"Padding fraction of training batches ({pad['source']}): {pad['plain']:.1%} plain, "
         f"{pad['bucketed']:.1%} with `length_bucketing`.",
+        *eval_tables(results),
     ]
+
+
+def eval_tables(results: dict) -> list[str]:
+    """Evaluation cost per system, decoding throughput, start-up (``bench.eval_speed``, ``bench.startup``)."""
+    ev, start = results.get("eval_speed"), results.get("startup")
+    if not ev:
+        return []
+    cost, dec = ev["eval_cost"], ev["decode"]
+    p7 = ev["ranked_vs_generated"]
+    blocks = [
+        _table(
+            "| evaluation of the same examples (ranked rqe + generated bioinfer, same budget) | seconds | / backbone |",
+            "|---|---:|---:|",
+            [f"| {k} | {t:,.1f} | {cost['over_backbone'][k]:.2f} |" for k, t in cost["seconds"].items()],
+        ),
+        _table(
+            "| decoding and scoring | value |",
+            "|---|---:|",
+            [
+                f"| ranked scoring, examples/s ({p7['examples']} rqe examples) | {p7['ranked_examples_per_s']:,.2f} |",
+                f"| greedy generation of the same answers, examples/s | {p7['generated_examples_per_s']:,.2f} |",
+                f"| ours, tokens/s ({dec['rows']} rows x {dec['new_tokens']} tokens, prefill included) "
+                f"| {dec['ours_tokens_per_s']:,.1f} |",
+                f"| PEFT PromptTuning `generate`, tokens/s | {dec['peft_tokens_per_s']:,.1f} |",
+                f"| ours, decode steps only, tokens/s | {dec['ours_decode_step_tokens_per_s']:,.1f} |",
+                f"| bound: batch x {dec['memory_bandwidth_gb_s']:.1f} GB/s / {dec['weight_bytes_per_step'] / 1e6:,.0f} MB "
+                f"| {dec['bound_tokens_per_s']:,.1f} |",
+            ],
+        ),
+    ]
+    if start:
+        blocks.append(
+            _table(
+                f"| start-up ({start['tasks']}, {start['backbone']}) | cold cache, s | warm cache, s | warm / cold |",
+                "|---|---:|---:|---:|",
+                [
+                    f"| `metaprompt {cmd}` | {start[cmd]['first']:.1f} | {start[cmd]['second']:.1f} "
+                    f"| {start[cmd]['second_over_first']:.2f} |"
+                    for cmd in ("fit", "test")
+                ],
+            )
+        )
+    return blocks
 
 
 def machine_line(results: dict) -> str:

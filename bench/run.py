@@ -1,6 +1,6 @@
 """The benchmark: our prompt-method steps vs PEFT on the same backbone and batch, in one process.
 
-    python -m bench.run                 # SmolLM2-135M, fp32, CPU (``make bench``; ~25 min on 2 idle cores)
+    python -m bench.run                 # SmolLM2-135M, fp32, CPU (``make bench``; ~35 min on 2 idle cores)
     python -m bench.run --smoke         # tiny backbone, seconds (``make bench-smoke``, and a test)
 
 Writes ``--out`` (default ``bench/results.json``) and, next to it, the markdown tables of ``bench.report`` (printed too).
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from bench import cases
+from bench import cases, eval_speed, startup
 from bench.common import FULL, SMOKE, Settings, interleaved_medians, machine, run_subprocess
 from bench.padding import padding
 from bench.report import TARGETS, markdown, met
@@ -116,7 +116,9 @@ def memory(smoke: bool) -> dict:
     return {case: json.loads(run_subprocess(["bench.rss", case, *flag])) for case in names}
 
 
-def summarize(s: Settings, train: dict, distill: dict, gen: dict, sizes: dict, rss: dict) -> dict:
+def summarize(
+    s: Settings, train: dict, distill: dict, gen: dict, sizes: dict, rss: dict, evals: dict, start: dict
+) -> dict:
     short, long = train[str(s.tokens)], train[str(s.long_tokens)]
     return {
         "p1_train_vs_peft": short["peft_step"] / short["ours_step"],
@@ -129,6 +131,9 @@ def summarize(s: Settings, train: dict, distill: dict, gen: dict, sizes: dict, r
         "p4_cold_mixed_over_single": gen["ours_mixed_cold_tokens_per_s"] / gen["ours_single_cold_tokens_per_s"],
         "p4_cold_mixed_vs_peft_lora": gen["ours_mixed_cold_tokens_per_s"] / gen["peft_lora_mixed_tokens_per_s"],
         "p5_target_bytes": sizes["target_adapter"]["llama-3.1-8b"]["tensor_bytes"],
+        **eval_speed.summary(evals),
+        "p9_second_start_over_first": start["fit"]["second_over_first"],
+        "p9_test_second_start_over_first": start["test"]["second_over_first"],
         "peak_rss_mb": {case: r["peak_rss_mb"] for case, r in rss.items()},
     }
 
@@ -157,9 +162,13 @@ def main() -> None:
         },
         "lora_r8_qv": {p: lora_bytes(p) for p in ("llama-3.1-8b", "smollm2-135m")},
     }
+    log("evaluation: cost per system, ranked vs generated, decoding vs PEFT and the bandwidth bound")
+    evals = eval_speed.run(s, log)
+    log("p9: start-up, cold and warm token cache (fresh interpreters)")
+    start = startup.run(*(("gad,rqe", "tiny-llama") if args.smoke else ("clinical21", s.backbone)), log)
     log("peak RSS, one fresh interpreter per case")
     rss = memory(args.smoke)
-    summary = summarize(s, train, distill, gen, sizes, rss)
+    summary = summarize(s, train, distill, gen, sizes, rss, evals, start)
     targets = {k: met(k, summary[k]) for k in TARGETS}
     results = {
         **{k: v for k, v in summary.items()},
@@ -172,6 +181,8 @@ def main() -> None:
         "generation": gen,
         "sizes": sizes,
         "memory": rss,
+        "eval_speed": evals,
+        "startup": start,
         "padding_fraction": padding(s.backbone, s.batch_size, args.smoke),  # (tokenises real data once)
         "attn_implementation": ours_attention(s),
         "fast_paths_default": FastPaths().as_dict(),

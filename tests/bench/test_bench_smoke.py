@@ -18,6 +18,11 @@ KEYS = (
     "p4_mixed_over_single",
     "p4_mixed_vs_peft_lora",
     "p5_target_bytes",
+    "p7_ranked_over_generate",
+    "p8_decode_vs_peft_prompt_tuning",
+    "p8_decode_fraction_of_bound",
+    "p9_second_start_over_first",
+    "eval_metaprompt_over_backbone",
     "peak_rss_mb",
 )
 
@@ -45,7 +50,10 @@ def test_bench_smoke_writes_all_results(tmp_path):
     assert results["sizes"]["lora_r8_qv"]["llama-3.1-8b"]["params"] == 3_407_872
     assert set(results["peak_rss_mb"]) == {"ours", "peft"} and all(v > 0 for v in results["peak_rss_mb"].values())
     assert results["padding_fraction"]["bucketed"] < results["padding_fraction"]["plain"]
-    assert set(results["targets"]) == set(KEYS[:6])
+    assert set(results["targets"]) == set(KEYS[:-1])
+    assert all(isinstance(results[k], float) and results[k] > 0 for k in KEYS[6:-1])
+    assert set(results["eval_speed"]["eval_cost"]["seconds"]) == {"backbone", "metaprompt", "prompt_tuning", "lora"}
+    assert results["startup"]["fit"]["first"] > 0 and results["startup"]["test"]["second"] > 0
     assert "p1_train_vs_peft" in run.stdout  # the printed table
     assert set(results["timings_s"]["training"]["ablations_step_s"]) == {
         "defaults",
@@ -58,3 +66,4 @@ def test_bench_smoke_writes_all_results(tmp_path):
     }
     report = (tmp_path / "results.md").read_text()  # the markdown the README's Performance section copies
     assert "| `p2_step_over_forward` |" in report and "| no_fused_loss |" in report and "Machine:" in report
+    assert "| `p8_decode_fraction_of_bound` |" in report and "| `metaprompt fit` |" in report
