@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from metaprompt.backbones import load_tokenizer
 from metaprompt.data.bucketing import LengthBucketBatchSampler
+from metaprompt.data.grouping import TaskGroupedBatchSampler
 from metaprompt.data.collate import CausalLMCollator
 from metaprompt.data.encoding import PromptEncoder
 from metaprompt.data.sampling import TemperatureSampler
@@ -79,6 +80,11 @@ class MultitaskDataModule(L.LightningDataModule):
         num_workers: DataLoader workers.
         length_bucketing: Batch training rows of similar length together (pools of 50 batches sorted by
             length; the task mixture is unchanged) to cut padding (see ``data/bucketing.py``).
+        tasks_per_batch: Training batches hold rows of at most this many tasks (``batch_size`` rows in
+            chunks of ``batch_size / tasks_per_batch`` per task; every task keeps exactly the rows the
+            temperature sampler drew for it, see ``data/grouping.py``), so the shared prompt prefix is
+            computed for fewer tasks per step. ``None``: rows as drawn (mixed). Not with
+            ``length_bucketing``.
     """
 
     def __init__(
@@ -101,9 +107,15 @@ class MultitaskDataModule(L.LightningDataModule):
         num_workers: int = 0,
         length_bucketing: bool = False,
         max_train_target_tokens: int | None = None,
+        tasks_per_batch: int | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
+        if tasks_per_batch is not None:
+            if length_bucketing:
+                raise ValueError("tasks_per_batch and length_bucketing both regroup the batches: choose one")
+            if tasks_per_batch < 1 or batch_size % tasks_per_batch:
+                raise ValueError(f"tasks_per_batch ({tasks_per_batch}) must be >= 1 and divide batch_size ({batch_size})")
         self.root = root
         self.specs: list[TaskSpec] = resolve_tasks(tasks, root)
         self.task_names = [s.name for s in self.specs]
@@ -315,6 +327,10 @@ class MultitaskDataModule(L.LightningDataModule):
             if hp.length_bucketing:
                 lengths = [len(p) + len(t[:cap]) for p, t in zip(ds["prompt_ids"], ds["target_ids"])]
                 batches = LengthBucketBatchSampler(sampler, hp.batch_size, lengths, seed=hp.seed)
+                return DataLoader(ds, batch_sampler=batches, collate_fn=collate, num_workers=hp.num_workers)
+            if hp.get("tasks_per_batch"):
+                task_of = ds.select_columns("task_id").with_format("arrow")[:]["task_id"].to_pylist()
+                batches = TaskGroupedBatchSampler(sampler, hp.batch_size, task_of, hp.tasks_per_batch)
                 return DataLoader(ds, batch_sampler=batches, collate_fn=collate, num_workers=hp.num_workers)
             return DataLoader(
                 ds, batch_size=hp.batch_size, sampler=sampler, collate_fn=collate, num_workers=hp.num_workers

@@ -405,6 +405,25 @@ def test_a_step_without_task_b_leaves_its_teacher_prompt_bit_identical():
     assert not torch.equal(seen[1][0], seen[0][0])
 
 
+def test_with_one_task_per_batch_each_teacher_learns_what_it_learns_alone():
+    """tasks_per_batch=1 (data/grouping.py): a multi-teacher run == each teacher trained on its own batches."""
+    together = TeacherPromptTuning(backbone="tiny-llama", task_names=TASKS, prompt_length=LENGTH, learning_rate=0.1)
+    together.configure_model()
+    own = {t: [make_batch(10 * t + i, task_ids=[t] * 4) for i in range(3)] for t in range(K)}
+    interleaved = [own[t][i] for i in range(3) for t in range(K)]  # a, b, a, b, a, b
+    init = together.prompts.prompts.detach().clone()
+    trainer(len(interleaved)).fit(together, train_dataloaders=DataLoader(interleaved, batch_size=None))
+    for t in range(K):
+        alone = TeacherPromptTuning(backbone="tiny-llama", task_names=[TASKS[t]], prompt_length=LENGTH, learning_rate=0.1)
+        alone.configure_model()
+        with torch.no_grad():
+            alone.prompts.prompts.copy_(init[t : t + 1])
+        rows = [{**b, "task_ids": torch.zeros_like(b["task_ids"])} for b in own[t]]
+        trainer(len(rows)).fit(alone, train_dataloaders=DataLoader(rows, batch_size=None))
+        torch.testing.assert_close(together.prompts.prompts[t], alone.prompts.prompts[0], atol=1e-6, rtol=1e-5)
+        assert not torch.equal(alone.prompts.prompts[0], init[t])
+
+
 def test_distillation_factors_of_an_absent_task_do_not_move(distilled):
     module, _, _ = distilled
     opt = module.configure_optimizers()["optimizer"]
