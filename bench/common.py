@@ -42,6 +42,11 @@ class Settings:
     eval_repeats: int = 3
     decode_tokens: int = 32  # tokens every generated row decodes (no end token can match)
     natural_budget: int = 128  # budget with the real end token (finished rows dropped vs kept)
+    real_batches: int = 3  # bench.real_batches: training batches drawn by the teacher stage's sampler
+    real_max_length: int = 512
+    real_prompt_lengths: tuple[int, ...] = (10, 100)
+    real_warmup: int = 0  # a real step is 5-25 s here; the first one of each path is not kept anyway
+    real_repeats: int = 2
     seed: int = 0
 
     def as_dict(self) -> dict:
@@ -67,6 +72,10 @@ SMOKE = Settings(
     eval_repeats=1,
     decode_tokens=4,
     natural_budget=8,
+    real_batches=2,
+    real_max_length=96,
+    real_prompt_lengths=(4, 8),
+    real_repeats=1,
 )
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from bench import cases, eval_speed, startup
+from bench import cases, eval_speed, real_batches, startup
 from bench.common import FULL, SMOKE, Settings, interleaved_medians, machine, run_subprocess
 from bench.padding import padding
 from bench.report import TARGETS, markdown, met
@@ -117,12 +117,17 @@ def memory(smoke: bool) -> dict:
 
 
 def summarize(
-    s: Settings, train: dict, distill: dict, gen: dict, sizes: dict, rss: dict, evals: dict, start: dict
+    s: Settings, train: dict, distill: dict, gen: dict, sizes: dict, rss: dict, evals: dict, start: dict, real: dict
 ) -> dict:
     short, long = train[str(s.tokens)], train[str(s.long_tokens)]
+    small, large = (real[str(n)] for n in (min(s.real_prompt_lengths), max(s.real_prompt_lengths)))
     return {
         "p1_train_vs_peft": short["peft_step"] / short["ours_step"],
         f"p1_train_vs_peft_{s.long_tokens}": long["peft_step"] / long["ours_step"],
+        "p1_real_batches_vs_peft": large["grouped_vs_peft"],
+        "p1_real_batches_vs_peft_short_prompt": small["grouped_vs_peft"],
+        "p1_real_mixed_vs_peft": large["mixed_vs_peft"],
+        "p1_real_mixed_vs_peft_short_prompt": small["mixed_vs_peft"],
         "p2_step_over_forward": short["ours_step"] / short["ours_forward"],
         "p3_distill_over_pt": distill["distill_cached_step"] / distill["pt_step"],
         "p3_online_teacher_over_pt": distill["distill_online_step"] / distill["pt_step"],
@@ -151,6 +156,8 @@ def main() -> None:
     ours = cases.prompt_tuning(s)
     log("p1/p2: training steps, ours vs PEFT PromptTuning; fast-path ablations")
     train = training(s, ours)
+    log("p1 on real batches (the teacher stage's sampler, clinical21)")
+    real = real_batches.run(s, "gad,rqe,kqa_nli" if args.smoke else "clinical21", log)
     log("p3: distillation steps")
     distill = distillation(s, ours)
     del ours
@@ -168,7 +175,7 @@ def main() -> None:
     start = startup.run(*(("gad,rqe", "tiny-llama") if args.smoke else ("clinical21", s.backbone)), log)
     log("peak RSS, one fresh interpreter per case")
     rss = memory(args.smoke)
-    summary = summarize(s, train, distill, gen, sizes, rss, evals, start)
+    summary = summarize(s, train, distill, gen, sizes, rss, evals, start, real)
     targets = {k: met(k, summary[k]) for k in TARGETS}
     results = {
         **{k: v for k, v in summary.items()},
@@ -182,6 +189,7 @@ def main() -> None:
         "sizes": sizes,
         "memory": rss,
         "eval_speed": evals,
+        "real_batches": real,
         "startup": start,
         "padding_fraction": padding(s.backbone, s.batch_size, args.smoke),  # (tokenises real data once)
         "attn_implementation": ours_attention(s),

@@ -18,6 +18,7 @@ KEYS = (
     "p4_mixed_over_single",
     "p4_mixed_vs_peft_lora",
     "p5_target_bytes",
+    "p1_real_batches_vs_peft",
     "p7_ranked_over_generate",
     "p8_decode_vs_peft_prompt_tuning",
     "p8_decode_fraction_of_bound",
@@ -52,6 +53,7 @@ def test_bench_smoke_writes_all_results(tmp_path):
     assert results["padding_fraction"]["bucketed"] < results["padding_fraction"]["plain"]
     assert set(results["targets"]) == set(KEYS[:-1])
     assert all(isinstance(results[k], float) and results[k] > 0 for k in KEYS[6:-1])
+    assert set(results["real_batches"]["distinct_tasks_per_batch"]["grouped"]) == {1}
     assert set(results["eval_speed"]["eval_cost"]["seconds"]) == {"backbone", "metaprompt", "prompt_tuning", "lora"}
     assert results["startup"]["fit"]["first"] > 0 and results["startup"]["test"]["second"] > 0
     assert "p1_train_vs_peft" in run.stdout  # the printed table

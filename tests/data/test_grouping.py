@@ -49,6 +49,7 @@ def test_the_data_module_groups_training_batches(data_root, tmp_path):
     mixed, grouped = MultitaskDataModule(**kw), MultitaskDataModule(**kw, tasks_per_batch=1)
     mixed.setup("fit")
     grouped.setup("fit")
+
     def rows(dm):
         return [
             (t, tuple(ids[mask == 1].tolist()))

@@ -414,7 +414,9 @@ def test_with_one_task_per_batch_each_teacher_learns_what_it_learns_alone():
     init = together.prompts.prompts.detach().clone()
     trainer(len(interleaved)).fit(together, train_dataloaders=DataLoader(interleaved, batch_size=None))
     for t in range(K):
-        alone = TeacherPromptTuning(backbone="tiny-llama", task_names=[TASKS[t]], prompt_length=LENGTH, learning_rate=0.1)
+        alone = TeacherPromptTuning(
+            backbone="tiny-llama", task_names=[TASKS[t]], prompt_length=LENGTH, learning_rate=0.1
+        )
         alone.configure_model()
         with torch.no_grad():
             alone.prompts.prompts.copy_(init[t : t + 1])
