@@ -23,9 +23,9 @@ from torch.utils.data import DataLoader
 
 from metaprompt.backbones import load_tokenizer
 from metaprompt.data.bucketing import LengthBucketBatchSampler
-from metaprompt.data.grouping import TaskGroupedBatchSampler
 from metaprompt.data.collate import CausalLMCollator
 from metaprompt.data.encoding import PromptEncoder
+from metaprompt.data.grouping import TaskGroupedBatchSampler
 from metaprompt.data.sampling import TemperatureSampler
 from metaprompt.data.subsample import k_shot
 from metaprompt.evaluation.evaluator import label_like
