@@ -108,7 +108,8 @@ def eval_cost(s: Settings, mods: dict, batches: list[dict]) -> dict:
 
 
 def ranked_vs_generated(s: Settings, module, batches: list[dict]) -> dict:
-    """Ranked scoring vs greedy generation (real end token, default budgets) of the same label answers."""
+    """Ranked scoring vs greedy generation (real end token, default budgets) of the same label answers,
+    and the prefill both start with (one generated token: the context through the backbone once)."""
     n = sum(len(b["uids"]) for b in batches)
 
     def ranked() -> None:
@@ -121,8 +122,22 @@ def ranked_vs_generated(s: Settings, module, batches: list[dict]) -> dict:
             for batch in batches:
                 module._generate_texts(batch)
 
-    times = interleaved_medians({"ranked": ranked, "generated": generated}, s.warmup, s.eval_repeats)
-    return {f"{k}_examples_per_s": n / t for k, t in times.items()} | {"examples": n}
+    def prefill() -> None:
+        for batch in batches:
+            prompt = module.prompt_for(batch["task_ids"])
+            generate(
+                module.backbone, batch["prompt_input_ids"], batch["prompt_attention_mask"], prompt, 1, -1,
+                module.tokenizer.pad_token_id, task_ids=batch["task_ids"], fast=module.fast_paths,
+            )  # fmt: skip
+
+    times = interleaved_medians(
+        {"ranked": ranked, "generated": generated, "prefill": prefill}, s.warmup, s.eval_repeats
+    )
+    lengths = [len(module.tokenizer.encode(t)) for b in batches for _, t in module._generate_texts(b)]
+    return {f"{k}_examples_per_s": n / t for k, t in times.items()} | {
+        "examples": n,
+        "generated_tokens_mean": sum(lengths) / max(len(lengths), 1),
+    }
 
 
 def peft_prompt_tuning_from(module) -> torch.nn.Module:
