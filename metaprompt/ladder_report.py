@@ -209,6 +209,35 @@ def target_tables(runs: list[Run]) -> list[str]:
     return lines
 
 
+def ablation_tables(runs: list[Run]) -> list[str]:
+    """Rung (e): each ablated student's adapted runs (and prompt tuning: the target prompt from a random
+    init instead of P*) against the full metaprompt, seed by seed, at the k the ablations ran with."""
+    full = "metaprompt adapted"
+    ablated = sorted({r.system for r in runs if r.role == "target" and r.system.startswith(full + " ")})
+    if not ablated:
+        return ["(no ablation runs yet)", ""]
+    ks = sorted({r.k for r in runs if r.system in ablated})
+    lines = [
+        "| target | k | variant | seeds | score (mean ± sd) | full metaprompt (mean ± sd) | variant − full, per seed [paired 95% CI] |",
+        "|---|---:|---|---:|---:|---:|---|",
+    ]
+    targets = sorted({t for r in runs if r.role == "target" for t in r.tasks()})
+    for task in targets:
+        get = {(r.system, r.k, r.seed): r for r in runs if r.role == "target" and task in r.tasks()}
+        for k in ks:
+            for variant in [*ablated, "prompt tuning"]:
+                seeds = sorted(s for (system, kk, s) in get if system == variant and kk == k)
+                pairs = [(get[(variant, k, s)], get[(full, k, s)]) for s in seeds if (full, k, s) in get]
+                if not pairs:
+                    continue
+                score = _mean_sd([a.metrics[f"{task}/score"] for a, _ in pairs])
+                base = _mean_sd([b.metrics[f"{task}/score"] for _, b in pairs])
+                diffs = "; ".join(_diff(paired(a, b, task)) for a, b in pairs)
+                name = "random init (= prompt tuning)" if variant == "prompt tuning" else variant[len(full) + 1 :]
+                lines.append(f"| {task} | {k} | {name} | {len(pairs)} | {score} | {base} | {diffs} |")
+    return lines + [""]
+
+
 def machine() -> str:
     """This machine in words: CPU model and cores, memory, GPU if any (where the report is written)."""
     model = platform.processor() or platform.machine()
@@ -278,6 +307,9 @@ def write_report(out: Path, complete: bool, current: set[Path] | None = None) ->
         "## Targets",
         "",
         *target_tables(runs),
+        "## Ablations (rung e): each variant vs the full metaprompt, seed-matched",
+        "",
+        *ablation_tables(runs),
     ]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)

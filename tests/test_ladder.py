@@ -61,6 +61,11 @@ def test_ladder_runs_every_rung_writes_tables_and_resumes(tmp_path, data_root, c
     md = (tmp_path / "results.md").read_text()
     assert "teacher − zero-shot" in md and "### rqe" in md and "− prompt tuning" in md
     assert "best constant" in md and "best constant answer" in md
+    ablations = md.split("## Ablations (rung e)")[1]  # each variant against the full metaprompt, seed by seed
+    assert (
+        "| rqe | 4 | no-distillation | 1 |" in ablations
+        and "| rqe | 4 | random init (= prompt tuning) | 2 |" in ablations
+    )
     assert f"Compute behind these tables: {len(records)} runs" in md and "CPU cores" in md
     assert "input" not in (tmp_path / "targets/rqe/LoRA/k4-s0/predictions.jsonl").read_text().split("\n")[0]
     capsys.readouterr()

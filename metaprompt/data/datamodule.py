@@ -115,7 +115,9 @@ class MultitaskDataModule(L.LightningDataModule):
             if length_bucketing:
                 raise ValueError("tasks_per_batch and length_bucketing both regroup the batches: choose one")
             if tasks_per_batch < 1 or batch_size % tasks_per_batch:
-                raise ValueError(f"tasks_per_batch ({tasks_per_batch}) must be >= 1 and divide batch_size ({batch_size})")
+                raise ValueError(
+                    f"tasks_per_batch ({tasks_per_batch}) must be >= 1 and divide batch_size ({batch_size})"
+                )
         self.root = root
         self.specs: list[TaskSpec] = resolve_tasks(tasks, root)
         self.task_names = [s.name for s in self.specs]

@@ -42,9 +42,7 @@ class TaskGroupedBatchSampler(Sampler[list[int]]):
         drop_last: bool = False,
     ):  # fmt: skip
         if batch_size < 1 or tasks_per_batch < 1 or batch_size % tasks_per_batch:
-            raise ValueError(
-                f"tasks_per_batch ({tasks_per_batch}) must be >= 1 and divide batch_size ({batch_size})"
-            )
+            raise ValueError(f"tasks_per_batch ({tasks_per_batch}) must be >= 1 and divide batch_size ({batch_size})")
         self.sampler = sampler
         self.batch_size = batch_size
         self.task_of = list(task_of)
