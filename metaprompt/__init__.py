@@ -5,11 +5,12 @@ The package reads top to bottom along the data's way through it::
     tasks/        original files -> typed records -> (prompt text, target text) and back (readers/,
                   verbalizers/, canonical splits, user-declared task sets)
     data/         MultitaskDataModule: tokenise, sample tasks (p_i ∝ n_i^(1/T)), k-shot subsets, collate
-                  rows with task ids, length bucketing
+                  rows with task ids, length bucketing or task-grouped batches
     backbones/    frozen HF causal LMs: embedded SmolLM2 (GGUF), presets, tiny test models, meta-device shapes
     prompts/      the trainable prompts: SoftPrompt [K, l, d], DecomposedPrompt P* ∘ (U_k V_kᵀ)
     forward/      the prompted backbone call: injection, shared prefix and its memo, fused loss,
-                  checkpointing, generation, ranked scoring, and their switches (FastPaths)
+                  checkpointing, greedy decoding (decode.py), candidate log-probs for ranked scoring
+                  (candidates.py), and their switches (FastPaths)
     modules/      one LightningModule per stage on a shared base: teacher, distill (+ teacher_cache),
                   target, lora; fsdp2.py lays a stage out for FSDP2
     losses.py     CE + λ (τ²·KL + β·hidden MSE), the one place the MPT loss is written
