@@ -131,8 +131,10 @@ def generation_batch(s: Settings, n_tasks: int) -> dict:
     return CausalLMCollator(tokenizer.pad_token_id, eval_mode=True)(data)
 
 
-def our_generation(module, batch: dict, s: Settings, fast: dict | None = None) -> Callable[[], None]:
-    """Greedy decoding of exactly ``gen_new_tokens`` per row (no end-of-sequence id can match)."""
+def our_generation(
+    module, batch: dict, s: Settings, fast: dict | None = None, n: int | None = None
+) -> Callable[[], None]:
+    """Greedy decoding of exactly ``n`` (default ``gen_new_tokens``) per row (no end-of-sequence id can match)."""
 
     def run() -> None:
         generate(
@@ -140,7 +142,7 @@ def our_generation(module, batch: dict, s: Settings, fast: dict | None = None) -
             batch["prompt_input_ids"],
             batch["prompt_attention_mask"],
             module.prompt_for(batch["task_ids"]).detach(),
-            s.gen_new_tokens,
+            n or s.gen_new_tokens,
             eos_token_id=-1,
             pad_token_id=module.tokenizer.pad_token_id,
             task_ids=batch["task_ids"],

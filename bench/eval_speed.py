@@ -9,7 +9,9 @@
 * ``ranked_vs_generated`` (p7): examples/s of ranked scoring vs greedy generation of the same label
   answers (real end token, the modules' budgets) on the same model, task and batches.
 * ``decode`` (p8): greedy tokens/s at the eval batch size, ours vs PEFT ``PromptTuning`` ``generate`` on
-  the same prompts, model and prompt length, both decoding exactly ``decode_tokens`` per row; and our
+  the same prompts, model and prompt length, both decoding exactly ``decode_tokens`` per row (and vs HF
+  ``generate`` on the ``[prompt, row]`` embeddings, the plain KV-cache reference: PEFT 0.21's prompt
+  tuning re-feeds its virtual tokens at every step, see docs/performance.md); and our
   decode-step throughput against ``batch x memory bandwidth / bytes of weights read per step`` with the
   bandwidth measured here (a large tensor copy) in the same run. Also: real end tokens with finished
   rows dropped from the batch vs kept (HF's way).
@@ -33,6 +35,7 @@ from bench.common import FULL, SMOKE, Settings, interleaved_medians
 from metaprompt.backbones import load_backbone
 from metaprompt.data import MultitaskDataModule
 from metaprompt.forward import FastPaths
+from metaprompt.forward.inject import prepend_prompt
 from metaprompt.forward.prompted import generate
 from metaprompt.modules import BackboneOnly, LoRA, PromptTuning, TargetAdaptation
 
@@ -200,9 +203,23 @@ def decode(s: Settings, module, batches: list[dict]) -> dict:
 
         return run
 
+    def hf_concat(n: int):  # HF generate on [prompt, row] embeddings: the plain KV-cache reference
+        inputs = prepend_prompt(module.backbone.get_input_embeddings(), ids, mask, prompt)
+
+        def run() -> None:
+            with torch.no_grad():
+                module.backbone.generate(
+                    inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask, max_new_tokens=n,
+                    min_new_tokens=n, do_sample=False, num_beams=1, pad_token_id=pad,
+                )  # fmt: skip
+
+        return run
+
     n = s.decode_tokens
     times = interleaved_medians(
-        {"ours": ours(n), "peft": theirs(n), "ours_one_token": ours(1)}, s.warmup, s.eval_repeats
+        {"ours": ours(n), "peft": theirs(n), "hf_generate": hf_concat(n), "ours_one_token": ours(1)},
+        s.warmup,
+        s.eval_repeats,
     )
     rows = ids.shape[0]
     bandwidth = memory_bandwidth_gb_s()
@@ -223,6 +240,7 @@ def decode(s: Settings, module, batches: list[dict]) -> dict:
         "new_tokens": n,
         "ours_tokens_per_s": rows * n / times["ours"],
         "peft_tokens_per_s": rows * n / times["peft"],
+        "hf_generate_tokens_per_s": rows * n / times["hf_generate"],
         "ours_decode_step_tokens_per_s": step_tokens_per_s,
         "memory_bandwidth_gb_s": bandwidth,
         "weight_bytes_per_step": weight_bytes(module.backbone),
@@ -257,6 +275,7 @@ def summary(out: dict) -> dict:
     return {
         "p7_ranked_over_generate": p7["ranked_examples_per_s"] / p7["generated_examples_per_s"],
         "p8_decode_vs_peft_prompt_tuning": p8["ours_tokens_per_s"] / p8["peft_tokens_per_s"],
+        "p8_decode_vs_hf_generate": p8["ours_tokens_per_s"] / p8["hf_generate_tokens_per_s"],
         "p8_decode_fraction_of_bound": p8["ours_decode_step_tokens_per_s"] / p8["bound_tokens_per_s"],
         "p8_drop_finished_speedup": natural["keep_finished"] / natural["drop_finished"],
         "eval_metaprompt_over_backbone": out["eval_cost"]["over_backbone"]["metaprompt"],

@@ -25,6 +25,7 @@ WHAT = {  # key: what the ratio compares
     "p5_target_bytes": "bytes of one target adapter, LLaMA-3.1-8B shape (l 100, r 1, bf16)",
     "p7_ranked_over_generate": "examples/s, ranked scoring / greedy generation of the same label answers (rqe)",
     "p8_decode_vs_peft_prompt_tuning": "tokens/s at the eval batch, ours / PEFT PromptTuning `generate` (l 100)",
+    "p8_decode_vs_hf_generate": "tokens/s, ours / HF `generate` on the [prompt, row] embeddings (KV cache)",
     "p8_decode_fraction_of_bound": "our decode-step tokens/s / (batch x measured bandwidth / weight bytes)",
     "p8_drop_finished_speedup": "real end tokens: finished rows kept (HF's way) / dropped, seconds",
     "p9_second_start_over_first": "`metaprompt fit` to its first step (clinical21), warm / cold token cache",
@@ -158,6 +159,13 @@ def eval_tables(results: dict) -> list[str]:
                 f"| ours, tokens/s ({dec['rows']} rows x {dec['new_tokens']} tokens, prefill included) "
                 f"| {dec['ours_tokens_per_s']:,.1f} |",
                 f"| PEFT PromptTuning `generate`, tokens/s | {dec['peft_tokens_per_s']:,.1f} |",
+                *(
+                    [
+                        f"| HF `generate` on the [prompt, row] embeddings, tokens/s | {dec['hf_generate_tokens_per_s']:,.1f} |"
+                    ]
+                    if "hf_generate_tokens_per_s" in dec
+                    else []
+                ),
                 f"| ours, decode steps only, tokens/s | {dec['ours_decode_step_tokens_per_s']:,.1f} |",
                 f"| bound: batch x {dec['memory_bandwidth_gb_s']:.1f} GB/s / {dec['weight_bytes_per_step'] / 1e6:,.0f} MB "
                 f"| {dec['bound_tokens_per_s']:,.1f} |",
