@@ -22,8 +22,57 @@ from collections.abc import Callable, Sequence
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from metaprompt.forward.inject import positions_from_mask, prepend_prompt
+
+
+class ReservedLayer(DynamicLayer):
+    """A full-attention cache layer with room reserved for the tokens still to come.
+
+    transformers' ``DynamicLayer`` concatenates its keys and values with each new token, copying the
+    whole cache of every layer at every decoding step (the profile of ``bench.profile --decode``: a
+    quarter of a step on CPU). Here the prefill's keys/values are copied once into buffers with room for
+    ``extra`` more positions, each step writes its token in place, and ``keys``/``values`` are views of
+    the filled part, so attention sees exactly what ``DynamicLayer`` would give it.
+    """
+
+    @classmethod
+    def reserve(cls, layer: DynamicLayer, extra: int) -> ReservedLayer:
+        new = cls.__new__(cls)
+        new.__dict__.update(layer.__dict__)
+        b, h, n, d = layer.keys.shape
+        new._k = layer.keys.new_empty(b, h, n + extra, d)
+        new._v = layer.values.new_empty(b, h, n + extra, d)
+        new._k[:, :, :n], new._v[:, :, :n] = layer.keys, layer.values
+        new._n = n
+        new.keys, new.values = new._k[:, :, :n], new._v[:, :, :n]
+        return new
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        new = key_states.shape[-2]
+        if self._n + new > self._k.shape[-2]:  # out of room (a longer run than reserved): grow as usual
+            self._k = torch.cat([self._k[:, :, : self._n], key_states], dim=-2)
+            self._v = torch.cat([self._v[:, :, : self._n], value_states], dim=-2)
+        else:
+            self._k[:, :, self._n : self._n + new] = key_states
+            self._v[:, :, self._n : self._n + new] = value_states
+        self._n += new
+        self.keys, self.values = self._k[:, :, : self._n], self._v[:, :, : self._n]
+        return self.keys, self.values
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self._k, self._v = self._k[indices], self._v[indices]
+        self.keys, self.values = self._k[:, :, : self._n], self._v[:, :, : self._n]
+
+
+def reserve_room(cache, extra: int) -> None:
+    """Swap each plain full-attention layer of ``cache`` for a :class:`ReservedLayer` with ``extra`` free
+    positions (sliding-window and other layers are left as they are)."""
+    cache.layers = [
+        ReservedLayer.reserve(layer, extra) if type(layer) is DynamicLayer and layer.is_initialized else layer
+        for layer in cache.layers
+    ]
 
 
 def any_rank_running(running: bool, device: torch.device) -> bool:
@@ -110,6 +159,8 @@ def greedy_steps(
         Per row, its generated ids up to (not including) the end token.
     """
     drop = drop_finished and not synced_gpus
+    if max_new_tokens > 1:
+        reserve_room(cache, max_new_tokens - 1)
     out_ids: list[list[int]] = [[] for _ in range(hidden.shape[0])]
     live = list(range(hidden.shape[0]))  # original row of each row in the batch
     finished = [False] * len(live)  # per row in the batch (all False when finished rows are dropped)

@@ -123,3 +123,28 @@ def test_stop_strings_end_a_row_and_cut_its_text(backbone):
     assert len(out[2]) <= 4 and out[2] == free[2][: len(out[2])]
     assert target in tokenizer.decode(out[2]) and target not in tokenizer.decode(out[2][:-1])
     assert stop.cut(2, tokenizer.decode(out[2])) == texts[2][: texts[2].index(target)]
+
+
+def test_reserved_layer_matches_dynamic_layer_through_growth_and_row_drops():
+    from transformers.cache_utils import DynamicLayer
+
+    from metaprompt.forward.decode import ReservedLayer
+
+    g = torch.Generator().manual_seed(0)
+    plain = DynamicLayer()
+    plain.update(torch.randn(3, 2, 5, 4, generator=g), torch.randn(3, 2, 5, 4, generator=g))
+    reserved = ReservedLayer.reserve(plain, extra=2)
+    plain_keys = plain.keys.clone()
+    for step in range(4):  # two steps fit the reserve, two grow past it
+        if step == 1:  # a row finishes
+            keep = torch.tensor([0, 2])
+            plain.batch_select_indices(keep)
+            reserved.batch_select_indices(keep)
+        k, v = (
+            torch.randn(plain.keys.shape[0], 2, 1, 4, generator=g),
+            torch.randn(plain.keys.shape[0], 2, 1, 4, generator=g),
+        )
+        expected, got = plain.update(k, v), reserved.update(k.clone(), v.clone())
+        assert all(torch.equal(e, o) for e, o in zip(expected, got))
+        assert reserved.get_seq_length() == plain.get_seq_length() == 6 + step
+    assert torch.equal(reserved.keys[:, :, :5], plain_keys[[0, 2]])
