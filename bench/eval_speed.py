@@ -224,7 +224,8 @@ def decode(s: Settings, module, batches: list[dict]) -> dict:
     rows = ids.shape[0]
     bandwidth = memory_bandwidth_gb_s()
     step_tokens_per_s = rows * (n - 1) / max(times["ours"] - times["ours_one_token"], 1e-9)
-    bound = rows * bandwidth * 1e9 / weight_bytes(module.backbone)
+    weights = weight_bytes(module.backbone)
+    bound = rows * bandwidth * 1e9 / weights
     eos = module.tokenizer.eos_token_id
     natural = interleaved_medians(
         {
@@ -243,7 +244,7 @@ def decode(s: Settings, module, batches: list[dict]) -> dict:
         "hf_generate_tokens_per_s": rows * n / times["hf_generate"],
         "ours_decode_step_tokens_per_s": step_tokens_per_s,
         "memory_bandwidth_gb_s": bandwidth,
-        "weight_bytes_per_step": weight_bytes(module.backbone),
+        "weight_bytes_per_step": weights,
         "bound_tokens_per_s": bound,
         "natural_stop": {"budget": s.natural_budget, "lengths": lengths, "seconds": natural},
     }

@@ -16,7 +16,6 @@ from types import MappingProxyType
 
 import datasets
 import lightning as L
-import pyarrow as pa
 import pyarrow.compute as pc
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
@@ -208,7 +207,7 @@ class MultitaskDataModule(L.LightningDataModule):
                 ds = datasets.Dataset.from_file(str(cache))
                 if ds.features == FEATURES and len(ds) == len(recs):
                     return ds
-            except (OSError, ValueError, pa.ArrowInvalid):  # half-written or foreign file: tokenise again
+            except (OSError, ValueError):  # half-written or foreign file (ArrowInvalid is a ValueError): tokenise again
                 pass
         cache.parent.mkdir(parents=True, exist_ok=True)
         ds = datasets.Dataset.from_dict(rows)

@@ -169,9 +169,7 @@ def greedy_steps(
     while True:  # under synced_gpus a rank past its budget keeps stepping until every rank is done
         token = head(hidden).argmax(-1)  # [b]
         for i, t in enumerate(token.tolist()):
-            if finished[i] or step >= max_new_tokens:
-                finished[i] = True
-            elif t == eos_token_id:
+            if finished[i] or step >= max_new_tokens or t == eos_token_id:
                 finished[i] = True
             else:
                 out_ids[live[i]].append(t)
