@@ -21,8 +21,7 @@ import json
 from pathlib import Path
 
 from metaprompt.__main__ import parse_ladder_config
-from metaprompt.ladder import Ladder, ValidationAsTest
-from metaprompt.modules import TeacherPromptTuning
+from metaprompt.ladder import SOURCES_ON_VALIDATION, Ladder
 from metaprompt.pipeline import Stage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,11 +45,11 @@ def main() -> None:
             for seed in (int(s) for s in args.seeds.split(",")):
                 name = f"{task}/steps{steps}-lr{lr:g}-s{seed}"
                 stage = Stage(steps, {**config.teacher.model, "learning_rate": lr}, config.teacher.data)
-                key = ladder._key("teacher-probe-v1", ladder._base(), task, steps, lr, stage.data)
-                result = ladder._run(
-                    name, key, TeacherPromptTuning, {"prompt_length": config.prompt_length}, task, stage,
-                    out / task / f"steps{steps}-lr{lr:g}-s{seed}", True, seed, ValidationAsTest,
+                run = ladder.make_run(
+                    name, "teacher", out / task / f"steps{steps}-lr{lr:g}-s{seed}", stage, task, seed=seed,
+                    model={"prompt_length": config.prompt_length}, data=SOURCES_ON_VALIDATION,
                 )  # fmt: skip
+                result = ladder.execute(run)
                 rows.append(
                     {
                         "task": task, "steps": steps, "learning_rate": lr, "seed": seed,

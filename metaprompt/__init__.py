@@ -20,10 +20,12 @@ The package reads top to bottom along the data's way through it::
     adapters.py   portable adapter files (safetensors + JSON); PEFT export
     scale/        DDP / FSDP2 / DeepSpeed ZeRO strategies, gathered export (imports nothing above it)
     consolidation.py  any checkpoint (DDP file, ZeRO / FSDP2 folder) -> the portable adapter file
-    callbacks.py  adapter export at the end of fit
+    callbacks.py  adapter export at the end of fit; step lines
     cli.py        LightningCLI (metaprompt fit|validate|test|predict)
     configs.py    the shipped configs (lightning_configs/), found by name from any directory
-    pipeline.py   teacher -> distill -> target -> test, + baselines, resumable by stage records
+    compose.py    a run = its stage YAML + overrides, resolved and built by the CLI's own parser
+    pipeline.py   teacher -> distill -> target -> test, + baselines: runs composed from the stage YAMLs,
+                  resumable by records keyed on each run's resolved config
     sweep.py      learning rate per stage on validation loss
     ladder.py     the sanity ladder (issue 10); ladder_report.py writes its tables
 """

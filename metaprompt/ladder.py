@@ -24,27 +24,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from metaprompt.data import MultitaskDataModule
-from metaprompt.modules import (
-    BackboneOnly,
-    LoRA,
-    MultitaskDistillation,
-    PromptTuning,
-    TargetAdaptation,
-    TeacherPromptTuning,
-)
-from metaprompt.pipeline import Pipeline, PipelineConfig, Stage, check_settings
+from metaprompt.modules import MultitaskDistillation
+from metaprompt.pipeline import Pipeline, PipelineConfig, Run, Stage, check_settings
 
-
-class ValidationAsTest(MultitaskDataModule):
-    """The data module with the validation split served as the test split (source-task scoring)."""
-
-    def test_dataloader(self):
-        return self.val_dataloader()
+SOURCES_ON_VALIDATION = {"test_split": "validation"}  # rungs a and b: sources scored on their validation split
 
 
 @dataclass
@@ -93,29 +80,32 @@ class Ladder(Pipeline):
         self.started = time.monotonic()
         self._current: set[Path] | None = None  # set while current_folders() walks the plan
 
-    def _run(self, name, key, module_cls, module_kw, tasks, stage, folder, test, seed=0, data_cls=MultitaskDataModule):
-        """:meth:`Pipeline._run` within the chunk's time, with the prompt text dropped from its predictions."""
+    def execute(self, run: Run) -> dict:
+        """:meth:`Pipeline.execute` within the chunk's time, with the prompt text dropped from its predictions."""
         limit = self.config.max_minutes
         if self._current is not None or limit is not None:
-            _, _, record, current = self.record_status(name, key, module_kw, tasks, stage, seed, data_cls)
+            _, _, record, current = self.record_status(run)
             if self._current is not None:  # walking the plan: note the run if its record is current, run nothing
                 if current:
-                    self._current.update({folder.resolve(), record.resolve()})
+                    self._current.update({run.folder.resolve(), record.resolve()})
                 return {}
             # a stale record (earlier settings, or an upstream stage reran) is a run to do, like a missing one
             if not current and time.monotonic() - self.started > 60 * limit:
-                raise OutOfTime(name)
-        result = super()._run(name, key, module_cls, module_kw, tasks, stage, folder, test, seed, data_cls)
-        strip_inputs(folder / "predictions.jsonl")
+                raise OutOfTime(run.name)
+        result = super().execute(run)
+        strip_inputs(run.folder / "predictions.jsonl")
         return result
 
     # ------------------------------------------------------------------ the rungs
     def run(self) -> dict:
         """Run every rung (until ``max_minutes``), then write results.csv / results.md."""
         try:
-            self._sources(run="sources" in self.config.rungs)
+            if "sources" in self.config.rungs:
+                for run in self.source_runs():
+                    self.execute(run)
             if "targets" in self.config.rungs:
-                self._targets()
+                for run in self.target_runs():
+                    self.execute(run)
             complete = set(self.config.rungs) >= {"sources", "targets"}
         except OutOfTime as stop:
             print(f"[ladder] time is up before {stop}; rerun to continue", flush=True)
@@ -123,14 +113,18 @@ class Ladder(Pipeline):
         self.report(complete)
         return {"complete": complete}
 
+    def plan(self) -> list[Run]:
+        """Every run of the ladder, in the order it runs them."""
+        return self.source_runs() + self.target_runs()
+
     def current_folders(self) -> set[Path]:
         """The run folders (and their ``done/`` records) whose record matches what this config would run
         now (settings, data and upstream adapters): the only results a report may show. A folder left from
         an earlier config or an upstream stage that has since rerun is stale until its own run redoes it."""
         self._current = set()
         try:
-            self._sources(run=True)
-            self._targets()
+            for run in self.plan():
+                self.execute(run)
             return self._current
         finally:
             self._current = None
@@ -141,116 +135,96 @@ class Ladder(Pipeline):
 
         write_report(self.out, complete, self.current_folders())
 
-    def _key(self, *parts: Any) -> str:
-        return super()._key("ladder-v1", *parts)
-
-    def _base(self) -> tuple:
+    def source_runs(self) -> list[Run]:
+        """Rungs a and b: the zero-shot backbone, the teacher and the main student, on the sources' validation split."""
         cfg = self.config
-        return (cfg.backbone, cfg.prompt_length, cfg.data, cfg.max_new_tokens)
+        on_val = dict(data=SOURCES_ON_VALIDATION)
+        return [
+            self.make_run(
+                "sources/backbone zero-shot", "zero_shot", self.out / "sources" / "backbone_zero-shot", Stage(0),
+                cfg.sources, **on_val,
+            ),
+            self.make_run(
+                "teacher", "teacher", self.out / "teacher", cfg.teacher, cfg.sources,
+                model={"prompt_length": cfg.prompt_length}, **on_val,
+            ),
+            self.distill_run(""),
+        ]  # fmt: skip
 
-    def _sources(self, run: bool = True) -> None:
-        """Rungs a and b; with ``run=False`` only the keys and folders are set."""
-        cfg, base = self.config, self._base()
-        self.teacher_key = self._key(base, cfg.sources, asdict(cfg.teacher))
-        self._distill_keys()
-        if not run:
-            return
-        self._run(
-            "sources/backbone zero-shot", self._key(base, cfg.sources), BackboneOnly, {}, cfg.sources,
-            Stage(0), self.out / "sources" / "backbone_zero-shot", True, 0, ValidationAsTest,
-        )  # fmt: skip
-        self._run(
-            "teacher", self.teacher_key, TeacherPromptTuning, {"prompt_length": cfg.prompt_length}, cfg.sources,
-            cfg.teacher, self.out / "teacher", True, 0, ValidationAsTest,
-        )  # fmt: skip
-        self._distill("")
+    def distill_stage(self, variant: str) -> Stage:
+        cfg = self.config
+        return Stage(cfg.distill.max_steps, {**cfg.distill.model, **cfg.ablations.get(variant, {})}, cfg.distill.data)
 
-    def _distill(self, variant: str) -> None:
+    def distill_folder(self, variant: str) -> Path:
+        return self.out / ("distill" if not variant else f"distill-{slug(variant)}")
+
+    def distill_run(self, variant: str) -> Run:
         """One distillation: the main student (scored on the sources: rung b) or an ablation (targets only)."""
-        key, folder, stage = self.distill_keys[variant]
-        self._run(
-            f"distill{'-' + slug(variant) if variant else ''}", key, MultitaskDistillation,
-            {"teacher_adapter": str(self.out / "teacher" / "adapter")}, self.config.sources, stage, folder,
-            not variant, 0, ValidationAsTest,
+        return self.make_run(
+            f"distill{'-' + slug(variant) if variant else ''}", "distill", self.distill_folder(variant),
+            self.distill_stage(variant), self.config.sources,
+            model={"teacher_adapter": str(self.out / "teacher" / "adapter")}, data=SOURCES_ON_VALIDATION,
+            test=not variant,
         )  # fmt: skip
 
-    def _distill_keys(self) -> None:
-        cfg = self.config
-        self.distill_keys = {}
-        for variant, overrides in {"": {}, **cfg.ablations}.items():
-            stage = Stage(cfg.distill.max_steps, {**cfg.distill.model, **overrides}, cfg.distill.data)
-            folder = self.out / ("distill" if not variant else f"distill-{slug(variant)}")
-            self.distill_keys[variant] = (self._key(self.teacher_key, asdict(stage)), folder, stage)
-
-    def _targets(self) -> None:
+    def target_runs(self) -> list[Run]:
         """Targets in phases, so that a partial ladder already holds whole comparisons: zero-shot on every
-        target, then one seed of every adapted system on every target, then the other seeds, then ablations."""
+        target, then one seed of every adapted system on every target, then the other seeds, then ablations
+        (each ablation's distillation just before its first adapted run)."""
         from metaprompt.tasks.taskset import resolve_tasks
 
         cfg = self.config
         tasks = [spec.name for spec in resolve_tasks(cfg.targets, cfg.data.get("root"))]
-        key0, distill0, _ = self.distill_keys[""]
+        meta = {"metaprompt_adapter": str(self.distill_folder("") / "adapter")}
         zero = Stage(0, data={"k_shot": 0})
-        systems = set(cfg.systems)
+        runs = []
         for task in tasks:
             root = self.out / "targets" / task
-            if "backbone zero-shot" in systems:
-                self._run(
-                    f"{task}/backbone zero-shot", self._key(self._base(), task), BackboneOnly, {}, task, zero,
-                    root / "backbone_zero-shot" / "k0-s0", True,
-                )  # fmt: skip
-            if "metaprompt zero-shot" in systems:
-                self._run(
-                    f"{task}/metaprompt zero-shot", self._key(key0, task), TargetAdaptation,
-                    {"metaprompt_adapter": str(distill0 / "adapter")}, task, zero,
-                    root / "metaprompt_zero-shot" / "k0-s0", True,
+            if "backbone zero-shot" in cfg.systems:
+                runs.append(
+                    self.make_run(
+                        f"{task}/backbone zero-shot", "zero_shot", root / "backbone_zero-shot" / "k0-s0", zero, task
+                    )
+                )
+            if "metaprompt zero-shot" in cfg.systems:
+                runs.append(
+                    self.make_run(
+                        f"{task}/metaprompt zero-shot", "target", root / "metaprompt_zero-shot" / "k0-s0", zero,
+                        task, model=meta,
+                    )
                 )  # fmt: skip
         plan = sorted({(i, k, seed) for k, seeds in cfg.shots.items() for i, seed in enumerate(seeds)})
+        adapted = (
+            ("metaprompt adapted", "target", cfg.target, meta),
+            ("prompt tuning", "prompt_tuning", cfg.prompt_tuning, {"prompt_length": cfg.prompt_length}),
+            ("LoRA", "lora", cfg.lora, {}),
+        )
         for _, k, seed in plan:  # seed index first: every k's first seed before any second seed
             for task in tasks:
-                self._adapted(task, self.out / "targets" / task, k, seed)
+                for system, stage, settings, model in adapted:
+                    if system in cfg.systems:
+                        runs.append(self._adapted_run(task, system, system, stage, settings, k, seed, model))
+        distilled: set[str] = set()
         for seed in cfg.ablation_seeds:  # ablations last: each distils its own metaprompt first
             for variant in cfg.ablations:
-                self._distill(variant)
-                key, folder, _ = self.distill_keys[variant]
+                if variant not in distilled:
+                    runs.append(self.distill_run(variant))
+                    distilled.add(variant)
+                model = {"metaprompt_adapter": str(self.distill_folder(variant) / "adapter")}
                 for task in tasks:
-                    self._adapt(
-                        task, self.out / "targets" / task / f"metaprompt_adapted_{slug(variant)}",
-                        cfg.ablation_shots, seed, key, {"metaprompt_adapter": str(folder / "adapter")},
-                        f"metaprompt adapted ({variant})",
+                    runs.append(
+                        self._adapted_run(
+                            task, f"metaprompt adapted ({variant})", f"metaprompt_adapted_{slug(variant)}", "target",
+                            cfg.target, cfg.ablation_shots, seed, model,
+                        )
                     )  # fmt: skip
+        return runs
 
-    def _adapted(self, task: str, root: Path, k: int, seed: int) -> None:
-        cfg = self.config
-        key0, distill0, _ = self.distill_keys[""]
-        if "metaprompt adapted" in cfg.systems:
-            self._adapt(
-                task, root / "metaprompt_adapted", k, seed, key0,
-                {"metaprompt_adapter": str(distill0 / "adapter")}, "metaprompt adapted",
-            )  # fmt: skip
-        if "prompt tuning" in cfg.systems:
-            self._baseline(task, root / "prompt_tuning", k, seed, PromptTuning, cfg.prompt_tuning, "prompt tuning")
-        if "LoRA" in cfg.systems:
-            self._baseline(task, root / "LoRA", k, seed, LoRA, cfg.lora, "LoRA")
-
-    def _stage_at(self, stage: Stage, k: int) -> Stage:
-        return Stage(self.config.steps[k], dict(stage.model), {**stage.data, "k_shot": k})
-
-    def _adapt(self, task, folder, k, seed, upstream_key, kw, system) -> None:
-        stage = self._stage_at(self.config.target, k)
-        key = self._key(upstream_key, asdict(stage), task, seed)
-        self._run(
-            f"{task}/{system}/k{k}-s{seed}", key, TargetAdaptation, kw, task, stage, folder / f"k{k}-s{seed}", True,
-            seed,
-        )  # fmt: skip
-
-    def _baseline(self, task, folder, k, seed, cls, stage, system) -> None:
-        stage = self._stage_at(stage, k)
-        kw = {"prompt_length": self.config.prompt_length} if cls is PromptTuning else {}
-        key = self._key(self._base(), asdict(stage), task, seed, system)
-        self._run(
-            f"{task}/{system}/k{k}-s{seed}", key, cls, kw, task, stage, folder / f"k{k}-s{seed}", True, seed,
-        )  # fmt: skip
+    def _adapted_run(self, task, system, folder_name, stage, settings, k, seed, model) -> Run:
+        """One adapted system on one target at k shots and one seed, with the ladder's equal steps at k."""
+        at_k = Stage(self.config.steps[k], dict(settings.model), {**settings.data, "k_shot": k})
+        folder = self.out / "targets" / task / folder_name.replace(" ", "_") / f"k{k}-s{seed}"
+        return self.make_run(f"{task}/{system}/k{k}-s{seed}", stage, folder, at_k, task, seed=seed, model=model)
 
 
 def slug(text: str) -> str:

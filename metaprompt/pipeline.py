@@ -1,16 +1,24 @@
 """``metaprompt pipeline -c lightning_configs/demo.yaml``: teacher -> distillation -> target adaptation -> test,
 plus the baselines, with one table per target.
 
-Each stage writes its artifact under ``output_dir`` and a completion record ``done/<stage>.json``
-holding the hash of everything that determines it: its settings, its upstream stages' keys and the data
-it serves (every selected record's uid, prompt and target text: ``MultitaskDataModule.fingerprint``). A
-rerun skips stages whose record matches; change a setting, a data file or a verbalizer and that stage
-and everything after it run again.
+Every stage run is its shipped stage YAML (``lightning_configs/teacher.yaml``, ``distill.yaml``,
+``target.yaml``, ``prompt_tuning.yaml``, ``lora.yaml``, ``zero_shot.yaml``) with the pipeline's overrides,
+resolved and built by the CLI's own parser (:mod:`metaprompt.compose`): what ``metaprompt fit -c
+lightning_configs/teacher.yaml -c <the same overrides>`` would build. A setting the pipeline config does not
+give keeps its stage YAML's value. The overrides are: the backbone, prompt length, tasks and seed; the shared
+``data`` settings and the stage's own ``model``/``data``/``max_steps``; and how the pipeline runs a stage
+(:meth:`Pipeline.run_shape`: one device, a CSV log and step lines, no checkpoints, no validation passes).
+
+Each run writes its resolved config (``<run>/config.yaml``: ``metaprompt fit -c`` reruns it), its adapter
+(``AdapterExport``, as in ``metaprompt fit``) and a completion record ``done/<run>.json`` keyed by the
+resolved config (less where things are written), the data it serves (every selected record's uid, prompt
+and target: ``MultitaskDataModule.fingerprint``) and the content of the adapters it reads. A rerun skips
+runs whose record matches; change a setting, a stage YAML, a data file or a verbalizer, or rerun an
+upstream stage with another result, and that run and everything reading it run again.
 
     output_dir/
       teacher/adapter/   distill/adapter/   targets/<task>/<system>/{adapter/,metrics.json,predictions.jsonl}
-      <each run>/config.yaml   (the run as a LightningCLI config: `metaprompt fit -c` reruns it)
-      done/<stage>.json  results.json  results.md
+      <each run>/config.yaml   done/<run>.json   results.json  results.md
 """
 
 from __future__ import annotations
@@ -19,16 +27,15 @@ import hashlib
 import inspect
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-from lightning.pytorch.loggers import CSVLogger
+from jsonargparse import Namespace
 
+from metaprompt import compose
 from metaprompt.data import MultitaskDataModule
 from metaprompt.modules import (
-    BackboneOnly,
     LoRA,
     MultitaskDistillation,
     PromptTuning,
@@ -37,26 +44,27 @@ from metaprompt.modules import (
 )
 
 SYSTEMS = ("backbone zero-shot", "metaprompt zero-shot", "metaprompt adapted", "prompt tuning", "LoRA")
+KEY_VERSION = "run-v2"  # v2: keyed by the resolved config (v1 hashed the pipeline's own fields)
 
 
 @dataclass
 class Stage:
-    """Training settings of one stage.
+    """A stage's settings over its stage YAML.
 
     Attributes:
-        max_steps: Optimizer steps (0: no training).
-        model: Extra keyword arguments for the stage's LightningModule (e.g. learning_rate, rank).
-        data: Overrides of the shared data settings for this stage (e.g. k_shot, batch_size).
+        max_steps: Optimizer steps (0: no training; None: the stage YAML's ``trainer.max_steps``).
+        model: Module arguments over the YAML's ``model.init_args`` (e.g. learning_rate, rank).
+        data: Data-module arguments over the YAML's ``data`` and the pipeline's shared ``data``.
     """
 
-    max_steps: int = 100
+    max_steps: int | None = None
     model: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class PipelineConfig:
-    """The whole chain.
+    """The whole chain. Every stage starts from its shipped YAML; these fields override it.
 
     Attributes:
         output_dir: Folder for every artifact of the run.
@@ -64,8 +72,9 @@ class PipelineConfig:
         prompt_length: l for teachers, metaprompt and prompt-tuning baseline.
         sources: Task set of the source tasks.
         targets: Task set of the held-out targets (each adapted and scored separately).
-        data: Shared MultitaskDataModule settings (max_length, batch_size, max_eval_per_task, ...).
-        teacher, distill, target, prompt_tuning, lora: Per-stage settings.
+        data: Data-module settings shared by every stage (max_length, batch_size, max_eval_per_task, ...),
+            over each stage YAML's ``data``.
+        teacher, distill, target, prompt_tuning, lora: Per-stage settings (see :class:`Stage`).
         max_new_tokens: Greedy decoding budget per task type for every evaluation (see PromptModule).
         systems: Which rows of the table to run (subset of SYSTEMS).
         accelerator: Lightning accelerator ("cpu", "gpu", "auto").
@@ -78,32 +87,36 @@ class PipelineConfig:
     sources: str | list[str] = "clinical21"
     targets: str | list[str] = "targets10"
     data: dict[str, Any] = field(default_factory=dict)
-    teacher: Stage = field(default_factory=lambda: Stage(2000))
-    distill: Stage = field(default_factory=lambda: Stage(4000))
-    target: Stage = field(default_factory=lambda: Stage(500, data={"k_shot": 16}))
-    prompt_tuning: Stage = field(default_factory=lambda: Stage(500, data={"k_shot": 16}))
-    lora: Stage = field(default_factory=lambda: Stage(500, data={"k_shot": 16}))
+    teacher: Stage = field(default_factory=Stage)
+    distill: Stage = field(default_factory=Stage)
+    target: Stage = field(default_factory=Stage)
+    prompt_tuning: Stage = field(default_factory=Stage)
+    lora: Stage = field(default_factory=Stage)
     max_new_tokens: dict[str, int] = field(default_factory=dict)
     systems: list[str] = field(default_factory=lambda: list(SYSTEMS))
     accelerator: str = "auto"
     precision: str = "32-true"
 
 
-class StepPrinter(L.Callback):
-    """One line every ``every`` steps (progress bars are unreadable in logs and CI)."""
+@dataclass
+class Run:
+    """One unit of work: a stage YAML, the overrides that make this run, and what to do with it.
 
-    def __init__(self, name: str, every: int = 10):
-        self.name, self.every, self.start = name, every, time.perf_counter()
+    Attributes:
+        name: Shown in the log and naming the record (``teacher``, ``rqe/LoRA/k16-s0``).
+        stage: Stage YAML (a key of :data:`metaprompt.compose.STAGE_FILES`).
+        folder: Where the run writes (adapter, config.yaml, metrics, predictions, logs).
+        overrides: Merged over the stage YAML (LightningCLI layout: trainer / model.init_args / data).
+        test: Test after fitting (fitting happens when the resolved ``trainer.max_steps`` > 0).
+        validate: Also report the validation loss after fitting (``val_loss``; the sweep's criterion).
+    """
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
-        step = trainer.global_step
-        if step % self.every == 0 or step == trainer.max_steps:
-            loss = float(outputs["loss"]) if isinstance(outputs, dict) else float(outputs)
-            print(
-                f"[pipeline] {self.name}: step {step}/{trainer.max_steps} loss {loss:.3f} "
-                f"({time.perf_counter() - self.start:.0f} s)",
-                flush=True,
-            )
+    name: str
+    stage: str
+    folder: Path
+    overrides: dict[str, Any]
+    test: bool = True
+    validate: bool = False
 
 
 UPSTREAM_ADAPTERS = ("teacher_adapter", "metaprompt_adapter")  # module arguments naming another stage's output
@@ -115,6 +128,14 @@ PIPELINE_OWNED = {
 """Arguments the pipeline sets itself (from its own fields, per run): a stage may not override them, or the
 pipeline-level value would silently not reach that stage (e.g. a stage's own backbone beside the data
 module's tokenizer)."""
+
+LOCATIONS = {
+    "trainer": ("default_root_dir", "logger"),
+    "model": ("output_dir", *UPSTREAM_ADAPTERS),
+    "data": ("root", "cache_dir"),
+}
+"""Resolved-config fields that say where things are, not what is computed: left out of a run's record key
+(the upstream adapters enter by content, the data by its fingerprint)."""
 
 
 def accepted_arguments(cls: type) -> set[str]:
@@ -156,17 +177,22 @@ def adapter_digest(folder: Path) -> str | None:
     return digest.hexdigest()
 
 
+def run_identity(config: dict[str, Any]) -> dict[str, Any]:
+    """A resolved config (plain data) less its :data:`LOCATIONS` and the step-line callback: what the run
+    computes, whatever folder it writes to."""
+    ident = json.loads(json.dumps(config))
+    parts = {"trainer": ident.get("trainer") or {}, "model": (ident.get("model") or {}).get("init_args") or {}}
+    parts["data"] = ident.get("data") or {}
+    for part, names in LOCATIONS.items():
+        for name in names:
+            parts[part].pop(name, None)
+    callbacks = parts["trainer"].get("callbacks") or []
+    parts["trainer"]["callbacks"] = [c for c in callbacks if not str(c.get("class_path", "")).endswith("StepPrinter")]
+    return ident
+
+
 class Pipeline:
     """Runs a :class:`PipelineConfig` stage by stage (see module docstring)."""
-
-    def __init__(self, config: PipelineConfig):
-        self.config = config
-        self.out = Path(config.output_dir)
-        self._fingerprints: dict[str, str] = {}
-        unknown = set(config.systems) - set(SYSTEMS)
-        if unknown:
-            raise ValueError(f"unknown system(s) {sorted(unknown)}; choose from {SYSTEMS}")
-        self.check_settings()
 
     STAGE_MODULES: dict[str, type] = {
         "teacher": TeacherPromptTuning,
@@ -175,6 +201,16 @@ class Pipeline:
         "prompt_tuning": PromptTuning,
         "lora": LoRA,
     }
+
+    def __init__(self, config: PipelineConfig):
+        self.config = config
+        self.out = Path(config.output_dir)
+        self._fingerprints: dict[str, str] = {}
+        self._run_keys: dict[Path, str] = {}  # run folder -> its current key (for the runs reading its adapter)
+        unknown = set(config.systems) - set(SYSTEMS)
+        if unknown:
+            raise ValueError(f"unknown system(s) {sorted(unknown)}; choose from {SYSTEMS}")
+        self.check_settings()
 
     def check_settings(self) -> None:
         """Every stage's ``model`` and ``data`` keys reach an argument of its module / the data module."""
@@ -185,24 +221,97 @@ class Pipeline:
             check_settings(name, stage.model, cls, "model")
             check_settings(name, stage.data, MultitaskDataModule, "data")
 
-    def _key(self, *parts: Any) -> str:
+    # ----------------------------------------------------------------- what a run is
+    def run_shape(self, name: str, folder: Path) -> dict[str, Any]:
+        """How the pipeline runs any stage (Trainer overrides): one device, the run's CSV log and step lines,
+        the adapter exported as ``metaprompt fit`` does, no checkpoints and no validation passes (each run
+        is tested on its own fixed sample instead)."""
+        cfg = self.config
+        return {
+            "accelerator": cfg.accelerator,
+            "devices": 1,
+            "precision": cfg.precision,
+            "default_root_dir": str(folder),
+            "logger": {
+                "class_path": "lightning.pytorch.loggers.CSVLogger",
+                "init_args": {"save_dir": str(folder), "name": "logs"},
+            },
+            "callbacks": [
+                {"class_path": "metaprompt.callbacks.AdapterExport"},
+                {"class_path": "metaprompt.callbacks.StepPrinter", "init_args": {"name": name}},
+            ],
+            "enable_checkpointing": False,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "limit_val_batches": 0,
+            "num_sanity_val_steps": 0,
+            "val_check_interval": None,
+        }
+
+    def make_run(
+        self,
+        name: str,
+        stage: str,
+        folder: Path,
+        settings: Stage,
+        tasks: str | list,
+        *,
+        seed: int = 0,
+        model: dict[str, Any] | None = None,
+        data: dict[str, Any] | None = None,
+        test: bool = True,
+    ) -> Run:
+        """The :class:`Run` of one stage: its YAML with the pipeline's settings, then the stage's own.
+
+        Args:
+            name, stage, folder, test: As in :class:`Run`.
+            settings: The stage's :class:`Stage` (its max_steps, model and data over the YAML).
+            tasks: The data module's tasks.
+            seed: Seeds Lightning, the module (prompt/LoRA init) and the data (k-shot sample, sampler); the
+                test sample does not depend on it.
+            model: Module arguments the pipeline sets for this run (prompt length, upstream adapter).
+            data: Data arguments the pipeline sets for this run (e.g. ``test_split``).
+        """
+        cfg = self.config
+        trainer = self.run_shape(name, folder)
+        if settings.max_steps is not None:
+            trainer["max_steps"] = settings.max_steps
+        init_args = {"backbone": cfg.backbone, "output_dir": str(folder), "seed": seed}
+        if cfg.max_new_tokens:
+            init_args["max_new_tokens"] = dict(cfg.max_new_tokens)
+        init_args.update({**(model or {}), **settings.model})
+        data_args = {"tasks": tasks, **cfg.data, **settings.data, **(data or {}), "seed": seed}
+        overrides = {"seed_everything": seed, "trainer": trainer, "model": {"init_args": init_args}, "data": data_args}
+        plain = json.loads(json.dumps(overrides, default=str))  # paths -> strings, tuples -> lists (YAML's types)
+        return Run(name, stage, folder, plain, test)
+
+    def resolve(self, run: Run) -> Namespace:
+        """The run's resolved config (its stage YAML + overrides, through the CLI's parser)."""
+        return compose.resolve(run.stage, run.overrides)
+
+    def record_key(self, config: dict[str, Any], data: MultitaskDataModule) -> str:
+        """The key a run's completion record must match: its resolved ``config`` (plain data) less where it
+        writes, the data it serves (an edited file or verbalizer reruns it), and for each adapter it reads,
+        that adapter's content and the key of the run that wrote it (when it is a run of this pipeline):
+        an upstream stage whose settings changed makes everything after it stale before it has even rerun."""
+        init_args = config["model"].get("init_args") or {}
+        upstream = {}
+        for name in UPSTREAM_ADAPTERS:
+            if init_args.get(name):
+                path = Path(init_args[name])
+                upstream[name] = [self._run_keys.get(path.parent.resolve()), adapter_digest(path)]
+        parts = [KEY_VERSION, run_identity(config), self._fingerprint(data), upstream]
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
-    def record_key(self, key: str, data: MultitaskDataModule, module_kw: dict) -> str:
-        """The key a stage's completion record must match: its settings ``key``, the data it serves (an
-        edited file or verbalizer reruns it) and the content of the adapters it reads (a rerun upstream
-        stage reruns everything after it, whatever its settings)."""
-        upstream = {name: adapter_digest(Path(module_kw[name])) for name in UPSTREAM_ADAPTERS if module_kw.get(name)}
-        return self._key(key, self._fingerprint(data), *([upstream] if upstream else []))
-
-    def record_status(
-        self, name: str, key: str, module_kw: dict, tasks: str, stage: Stage, seed: int, data_cls: type
-    ) -> tuple[MultitaskDataModule, str, Path, bool]:
-        """``(data module, full key, record path, whether the record matches)`` of one stage run."""
-        data = data_cls(**self.data_kwargs(tasks, stage, seed))
-        key = self.record_key(key, data, module_kw)
-        record = self.out / "done" / f"{name.replace('/', '__')}.json"
-        return data, key, record, record.is_file() and json.loads(record.read_text()).get("key") == key
+    def record_status(self, run: Run) -> tuple[Namespace, str, Path, bool]:
+        """``(resolved config, key, record path, whether the record matches)`` of one run; remembers the key
+        for the runs that read this run's adapter."""
+        config = self.resolve(run)
+        plain = compose.plain(config)
+        key = self.record_key(plain, MultitaskDataModule(**plain["data"]))
+        self._run_keys[run.folder.resolve()] = key
+        record = self.out / "done" / f"{run.name.replace('/', '__')}.json"
+        return config, key, record, record.is_file() and json.loads(record.read_text()).get("key") == key
 
     def _fingerprint(self, data: MultitaskDataModule) -> str:
         """``data.fingerprint()``, memoised by the data module's settings (a ladder checks ~100 records)."""
@@ -212,113 +321,31 @@ class Pipeline:
             memo[settings] = data.fingerprint()
         return memo[settings]
 
-    def data_kwargs(self, tasks: str | list[str], stage: Stage, seed: int) -> dict:
-        """Keyword arguments of a stage run's data module: the shared data settings, then the stage's own."""
-        cfg = self.config
-        return {"tasks": tasks, "backbone": cfg.backbone, **cfg.data, **stage.data, "seed": seed}
-
-    def module_kwargs(self, task_names: list[str], folder: Path, module_kw: dict, stage: Stage) -> dict:
-        """Keyword arguments of a stage's module: the pipeline-wide settings, then the stage's own."""
-        common = dict(backbone=self.config.backbone, task_names=task_names, output_dir=str(folder))
-        if self.config.max_new_tokens:
-            common["max_new_tokens"] = dict(self.config.max_new_tokens)
-        return {**common, **module_kw, **stage.model}
-
-    def trainer(self, name: str, stage: Stage, folder: Path) -> L.Trainer:
-        """The Trainer of one stage run (one device; the run's CSV log and step lines; no checkpoints)."""
-        cfg = self.config
-        return L.Trainer(
-            max_steps=max(stage.max_steps, 1),
-            accelerator=cfg.accelerator,
-            devices=1,
-            precision=cfg.precision,
-            logger=CSVLogger(str(folder), name="logs"),
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            limit_val_batches=0,
-            num_sanity_val_steps=0,
-            default_root_dir=str(folder),
-            enable_model_summary=False,
-            callbacks=[StepPrinter(name)],
-        )
-
-    def write_run_config(
-        self, folder: Path, module_cls: type, model_kw: dict, data_cls: type, data_kw: dict, stage: Stage, seed: int
-    ) -> Path:
-        """``<folder>/config.yaml``: the run as a LightningCLI config (``metaprompt fit|test -c`` reruns it).
-
-        The CLI links ``model.backbone`` into the data module and ``data.task_names`` into the model, so
-        those two are written once; what the pipeline's Trainer sets beyond them (logging, no
-        checkpoints) is its own and not repeated here.
-        """
-        import yaml
-
-        cfg = self.config
-        config = {
-            "seed_everything": seed,
-            "trainer": {
-                "max_steps": max(stage.max_steps, 1),
-                "accelerator": cfg.accelerator,
-                "precision": cfg.precision,
-            },
-            "model": {
-                "class_path": f"{module_cls.__module__}.{module_cls.__qualname__}",
-                "init_args": {k: v for k, v in model_kw.items() if k != "task_names"},
-            },
-            "data": {k: v for k, v in data_kw.items() if k != "backbone"},
-        }
-        note = ""
-        if data_cls is not MultitaskDataModule:  # e.g. the ladder's sources, scored on validation
-            note = f"# data module: {data_cls.__module__}.{data_cls.__qualname__} (the CLI's is MultitaskDataModule)\n"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "config.yaml"
-        plain = json.loads(json.dumps(config, default=str))  # paths -> strings, tuples -> lists
-        path.write_text(note + yaml.safe_dump(plain, sort_keys=False, default_flow_style=False))
-        return path
-
-    def _run(
-        self,
-        name: str,
-        key: str,
-        module_cls: type,
-        module_kw: dict,
-        tasks: str,
-        stage: Stage,
-        folder: Path,
-        test: bool,
-        seed: int = 0,
-        data_cls: type = MultitaskDataModule,
-    ) -> dict:
-        """Fit (if ``stage.max_steps``) and optionally test one module; skipped if its record matches.
-
-        ``seed`` seeds the module (prompt/LoRA init), the data (k-shot sample, task sampler) and
-        Lightning; the test sample does not depend on it. ``data_cls`` lets a caller test on another
-        split (the ladder scores sources on validation).
-        """
+    # ----------------------------------------------------------------- running one
+    def execute(self, run: Run) -> dict:
+        """Fit (when the resolved ``trainer.max_steps`` > 0) and optionally test one run; skipped when its
+        record matches. Writes ``<folder>/config.yaml`` (the resolved config) before it starts."""
         start = time.perf_counter()
-        data, key, record, current = self.record_status(name, key, module_kw, tasks, stage, seed, data_cls)
+        config, key, record, current = self.record_status(run)
         if current:
-            print(f"[pipeline] {name}: up to date, skipped", flush=True)
+            print(f"[pipeline] {run.name}: up to date, skipped", flush=True)
             return json.loads(record.read_text())["result"]
-        L.seed_everything(seed, verbose=False)
-        model_kw = {**self.module_kwargs(data.task_names, folder, module_kw, stage), "seed": seed}
-        model = module_cls(**model_kw)
-        self.write_run_config(
-            folder, module_cls, model_kw, type(data), self.data_kwargs(tasks, stage, seed), stage, seed
-        )
-        trainer = self.trainer(name, stage, folder)
+        run.folder.mkdir(parents=True, exist_ok=True)
+        (run.folder / "config.yaml").write_text(compose.dump(config), encoding="utf-8")
+        built = compose.instantiate(config)
+        model, data, trainer = built.model, built.datamodule, built.trainer
         result: dict[str, Any] = {}
         timing = {}
-        if stage.max_steps > 0:
+        if config.trainer.max_steps and config.trainer.max_steps > 0:
             tick = time.perf_counter()
-            trainer.fit(model, datamodule=data)
-            if hasattr(model, "export_adapter"):
-                model.export_adapter(str(folder / "adapter"))
+            trainer.fit(model, datamodule=data)  # the AdapterExport callback writes <folder>/adapter
             timing["train_seconds"] = round(time.perf_counter() - tick, 1)
-        if test:
+            if run.validate:
+                result["val_loss"] = self.validation_loss(model, data)
+        if run.test:
             tick = time.perf_counter()
             trainer.test(model, datamodule=data, verbose=False)
-            result = dict(model.last_test_scores)
+            result = {**result, **model.last_test_scores}
             timing["eval_seconds"] = round(time.perf_counter() - tick, 1)
         if model.backbone is None:
             model.configure_model()
@@ -328,59 +355,65 @@ class Pipeline:
         record.parent.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps({"key": key, "result": result}, indent=2, sort_keys=True))
         split = ", ".join(f"{k.split('_')[0]} {v} s" for k, v in timing.items())
-        print(f"[pipeline] {name}: done in {result['seconds']} s" + (f" ({split})" if split else ""), flush=True)
+        print(f"[pipeline] {run.name}: done in {result['seconds']} s" + (f" ({split})" if split else ""), flush=True)
         return result
 
-    def run(self) -> dict[str, dict[str, dict]]:
-        """Run every stage; returns ``{target: {system: result}}`` and writes results.json/.md."""
-        cfg = self.config
-        base = (cfg.backbone, cfg.prompt_length, cfg.data, cfg.max_new_tokens)
-        teacher_key = self._key(base, cfg.sources, asdict(cfg.teacher))
-        self._run(
-            "teacher",
-            teacher_key,
-            TeacherPromptTuning,
-            {"prompt_length": cfg.prompt_length},
-            cfg.sources,
-            cfg.teacher,
-            self.out / "teacher",
-            test=False,
-        )
-        distill_key = self._key(teacher_key, asdict(cfg.distill))
-        self._run(
-            "distill",
-            distill_key,
-            MultitaskDistillation,
-            {"teacher_adapter": str(self.out / "teacher" / "adapter"), "prompt_length": cfg.prompt_length},
-            cfg.sources,
-            cfg.distill,
-            self.out / "distill",
-            test=False,
-        )
-        from metaprompt.tasks.taskset import resolve_tasks
+    def validation_loss(self, model, data) -> float:
+        """Per-task averaged target cross-entropy on the validation split (no decoding)."""
+        import lightning as L
 
-        results: dict[str, dict[str, dict]] = {}
+        cfg = self.config
+        trainer = L.Trainer(
+            accelerator=cfg.accelerator, devices=1, precision=cfg.precision, logger=False,
+            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        )  # fmt: skip
+        return float(trainer.validate(model, datamodule=data, verbose=False)[0]["val/loss"])
+
+    # ----------------------------------------------------------------- the chain
+    def runs_for_sources(self) -> list[Run]:
+        """Teacher and distillation (in order: the distillation reads the teacher's adapter)."""
+        cfg = self.config
+        return [
+            self.make_run(
+                "teacher", "teacher", self.out / "teacher", cfg.teacher, cfg.sources,
+                model={"prompt_length": cfg.prompt_length}, test=False,
+            ),
+            self.make_run(
+                "distill", "distill", self.out / "distill", cfg.distill, cfg.sources,
+                model={"teacher_adapter": str(self.out / "teacher" / "adapter"), "prompt_length": cfg.prompt_length},
+                test=False,
+            ),
+        ]  # fmt: skip
+
+    def runs_for_target(self, task: str) -> dict[str, Run]:
+        """Each system's run on one target (zero-shot rows on the target stage's data, no training)."""
+        cfg = self.config
         meta = {"metaprompt_adapter": str(self.out / "distill" / "adapter")}
         zero = Stage(0, data=cfg.target.data)
         plan = {
-            "backbone zero-shot": (BackboneOnly, {}, zero, self._key(base)),
-            "metaprompt zero-shot": (TargetAdaptation, meta, zero, distill_key),
-            "metaprompt adapted": (TargetAdaptation, meta, cfg.target, self._key(distill_key, asdict(cfg.target))),
-            "prompt tuning": (
-                PromptTuning,
-                {"prompt_length": cfg.prompt_length},
-                cfg.prompt_tuning,
-                self._key(base, asdict(cfg.prompt_tuning)),
-            ),
-            "LoRA": (LoRA, {}, cfg.lora, self._key(base, asdict(cfg.lora))),
+            "backbone zero-shot": ("zero_shot", zero, {}),
+            "metaprompt zero-shot": ("target", zero, meta),
+            "metaprompt adapted": ("target", cfg.target, meta),
+            "prompt tuning": ("prompt_tuning", cfg.prompt_tuning, {"prompt_length": cfg.prompt_length}),
+            "LoRA": ("lora", cfg.lora, {}),
         }
-        for spec in resolve_tasks(cfg.targets, cfg.data.get("root")):
-            for system in cfg.systems:
-                cls, kw, stage, key = plan[system]
-                folder = self.out / "targets" / spec.name / system.replace(" ", "_")
-                results.setdefault(spec.name, {})[system] = self._run(
-                    f"{spec.name}/{system}", self._key(key, spec.name), cls, kw, spec.name, stage, folder, test=True
-                )
+        runs = {}
+        for system in cfg.systems:
+            stage, settings, model = plan[system]
+            folder = self.out / "targets" / task / system.replace(" ", "_")
+            runs[system] = self.make_run(f"{task}/{system}", stage, folder, settings, task, model=model)
+        return runs
+
+    def run(self) -> dict[str, dict[str, dict]]:
+        """Run every stage; returns ``{target: {system: result}}`` and writes results.json/.md."""
+        from metaprompt.tasks.taskset import resolve_tasks
+
+        for run in self.runs_for_sources():
+            self.execute(run)
+        results: dict[str, dict[str, dict]] = {}
+        for spec in resolve_tasks(self.config.targets, self.config.data.get("root")):
+            for system, run in self.runs_for_target(spec.name).items():
+                results.setdefault(spec.name, {})[system] = self.execute(run)
         self._write(results)
         return results
 

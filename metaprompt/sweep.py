@@ -6,8 +6,8 @@ here, in the chain's order (teacher -> distillation -> target factors; prompt tu
 targets), by the validation loss (target tokens' cross-entropy, per-task averaged) after the
 ladder's steps for that stage capped at ``max_steps`` (30: on 2 CPU cores a step of SmolLM2-135M costs
 seconds; a 10x grid separates long before a stage's full budget), on at most ``max_val`` validation
-examples per task (never the test split). Each point is a completion-recorded pipeline run, so the
-sweep resumes too.
+examples per task (never the test split). Each point is a completion-recorded pipeline run (its stage
+YAML with the ladder's settings, as every pipeline run), so the sweep resumes too.
 
 Writes ``<output_dir>/sweep/sweep.csv`` and ``sweep.md``; the chosen values go into the stage YAMLs
 and the ladder config by hand (they are settings, reviewed like code).
@@ -16,15 +16,9 @@ and the ladder config by hand (they are settings, reviewed like code).
 from __future__ import annotations
 
 import csv
-import json
-import time
-from dataclasses import asdict, replace
-
-import lightning as L
-from lightning.pytorch.loggers import CSVLogger
+from dataclasses import replace
 
 from metaprompt.ladder import LadderConfig
-from metaprompt.modules import LoRA, MultitaskDistillation, PromptTuning, TargetAdaptation, TeacherPromptTuning
 from metaprompt.pipeline import Pipeline, Stage
 
 GRIDS = {
@@ -47,49 +41,30 @@ class Sweep(Pipeline):
         self.sweep_targets = sweep_targets
         self.max_steps = max_steps  # a 10x grid is told apart long before a stage's full budget
 
-    def _point(self, stage_name: str, cls, kw: dict, tasks, stage: Stage, lr: float) -> float:
-        name = f"sweep/{stage_name}/lr{lr:g}"
-        folder = self.sweep_dir / stage_name / f"lr{lr:g}"
-        record = self.out / "done" / f"{name.replace('/', '__')}.json"
-        steps = min(stage.max_steps, self.max_steps)
+    STAGE_FILES = {"teacher": "teacher", "distill": "distill", "target": "target", "prompt_tuning": "prompt_tuning"}
+    STAGE_FILES |= {"LoRA": "lora"}
+
+    def _point(self, stage_name: str, kw: dict, tasks, stage: Stage, lr: float) -> float:
+        """One grid point: the stage's run at ``lr`` (its YAML + the ladder's settings), fitted, then its
+        validation loss; recorded like every pipeline run, so a rerun skips it."""
+        steps = self.max_steps if stage.max_steps is None else min(stage.max_steps, self.max_steps)
         stage = Stage(steps, {**stage.model, "learning_rate": lr, "generate_eval": False}, stage.data)
-        key = self._key("sweep-v1", stage_name, kw, tasks, asdict(stage), self.config.backbone, self.config.data)
-        data = self._data(tasks, stage)
-        key = self.record_key(key, data, kw)  # + the data served and the upstream adapter's content
-        if record.is_file() and json.loads(record.read_text()).get("key") == key:
-            loss = json.loads(record.read_text())["result"]["val_loss"]
-        else:
-            start = time.perf_counter()
-            L.seed_everything(0, verbose=False)
-            model = cls(**self.module_kwargs(data.task_names, folder, kw, stage))
-            common = dict(
-                accelerator=self.config.accelerator, devices=1, precision=self.config.precision,
-                enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-            )  # fmt: skip
-            trainer = L.Trainer(
-                max_steps=stage.max_steps, logger=CSVLogger(str(folder), name="logs"), limit_val_batches=0,
-                num_sanity_val_steps=0, default_root_dir=str(folder), **common,
-            )  # fmt: skip
-            trainer.fit(model, datamodule=data)
-            if hasattr(model, "export_adapter"):
-                model.export_adapter(str(folder / "adapter"))
-            loss = float(
-                L.Trainer(logger=False, **common).validate(model, datamodule=data, verbose=False)[0]["val/loss"]
-            )
-            record.parent.mkdir(parents=True, exist_ok=True)
-            seconds = round(time.perf_counter() - start, 1)
-            record.write_text(json.dumps({"key": key, "result": {"val_loss": loss, "seconds": seconds}}))
-            print(f"[sweep] {stage_name} lr={lr:g}: val loss {loss:.4f} ({seconds} s)", flush=True)
+        name = f"sweep/{stage_name}/lr{lr:g}"
+        run = self.make_run(
+            name, self.STAGE_FILES[stage_name], self.sweep_dir / stage_name / f"lr{lr:g}", stage, tasks,
+            model=kw, test=False,
+        )  # fmt: skip
+        run.validate = True
+        ran = not self.record_status(run)[3]
+        result = self.execute(run)
+        loss = result["val_loss"]
+        if ran:
+            print(f"[sweep] {stage_name} lr={lr:g}: val loss {loss:.4f} ({result['seconds']} s)", flush=True)
         self.rows.append({"stage": stage_name, "learning_rate": lr, "val_loss": loss, "tasks": str(tasks)})
         return loss
 
-    def _data(self, tasks, stage: Stage):
-        from metaprompt.data import MultitaskDataModule
-
-        return MultitaskDataModule(tasks=tasks, backbone=self.config.backbone, **{**self.config.data, **stage.data})
-
-    def _best(self, stage_name: str, cls, kw: dict, tasks, stage: Stage) -> float:
-        losses = {lr: self._point(stage_name, cls, kw, tasks, stage, lr) for lr in GRIDS[stage_name]}
+    def _best(self, stage_name: str, kw: dict, tasks, stage: Stage) -> float:
+        losses = {lr: self._point(stage_name, kw, tasks, stage, lr) for lr in GRIDS[stage_name]}
         return min(losses, key=losses.get)
 
     def run(self, stages: tuple[str, ...] = tuple(GRIDS), metaprompt_adapter: str | None = None) -> dict[str, float]:
@@ -109,15 +84,11 @@ class Sweep(Pipeline):
         cfg = self.config
         chosen: dict[str, float] = {}
         if "teacher" in stages:
-            chosen["teacher"] = self._best(
-                "teacher", TeacherPromptTuning, {"prompt_length": cfg.prompt_length}, cfg.sources, cfg.teacher
-            )
+            chosen["teacher"] = self._best("teacher", {"prompt_length": cfg.prompt_length}, cfg.sources, cfg.teacher)
         if "distill" in stages:
             lr = chosen.get("teacher") or cfg.teacher.model.get("learning_rate")
             teacher = self.sweep_dir / "teacher" / f"lr{lr:g}" / "adapter"
-            chosen["distill"] = self._best(
-                "distill", MultitaskDistillation, {"teacher_adapter": str(teacher)}, cfg.sources, cfg.distill
-            )
+            chosen["distill"] = self._best("distill", {"teacher_adapter": str(teacher)}, cfg.sources, cfg.distill)
             metaprompt_adapter = str(self.sweep_dir / "distill" / f"lr{chosen['distill']:g}" / "adapter")
         targets = [s.name for s in resolve_tasks(cfg.targets, cfg.data.get("root"))][: self.sweep_targets]
         k = min(cfg.shots)
@@ -128,15 +99,13 @@ class Sweep(Pipeline):
         if "target" in stages:
             if metaprompt_adapter is None:
                 raise ValueError("sweep: the target stage needs a metaprompt adapter (sweep distill too, or pass one)")
-            chosen["target"] = self._best(
-                "target", TargetAdaptation, {"metaprompt_adapter": metaprompt_adapter}, targets, at_k["target"]
-            )
+            chosen["target"] = self._best("target", {"metaprompt_adapter": metaprompt_adapter}, targets, at_k["target"])
         if "prompt_tuning" in stages:
             chosen["prompt_tuning"] = self._best(
-                "prompt_tuning", PromptTuning, {"prompt_length": cfg.prompt_length}, targets, at_k["prompt_tuning"]
+                "prompt_tuning", {"prompt_length": cfg.prompt_length}, targets, at_k["prompt_tuning"]
             )
         if "LoRA" in stages:
-            chosen["LoRA"] = self._best("LoRA", LoRA, {}, targets, at_k["LoRA"])
+            chosen["LoRA"] = self._best("LoRA", {}, targets, at_k["LoRA"])
         self._write(chosen)
         return chosen
 

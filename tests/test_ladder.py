@@ -116,3 +116,71 @@ def test_sweep_resumes_and_keeps_the_rows_of_stages_swept_before(tmp_path, data_
     capsys.readouterr()
     Sweep(cfg, max_val=4, sweep_targets=1, max_steps=2).run(("teacher", "prompt_tuning"))
     assert "[sweep]" not in capsys.readouterr().out  # every point recorded: nothing trains again
+
+
+NOT_TRAINED_INERT = {"learning_rate", "weight_decay", "warmup_steps", "factor_learning_rate", "k_shot"}
+"""Settings with no effect on a run that trains nothing (a zero-shot row): the k-shot training sample and the
+optimizer's. The ladder's zero-shot rows ran with the module's and data module's defaults for them; composed
+from their stage YAMLs now, they take the YAML's."""
+
+
+def test_every_recorded_ladder_run_resolves_as_it_ran():
+    """Each of the ladder's committed runs (its ``config.yaml``, written by the code that ran it: what the
+    pipeline passed, the rest being defaults) resolves to what ``lightning_configs/ladder.yaml`` composes
+    for it from the stage YAMLs now: the 98 runs' records stay valid, and a stage-YAML edit that would
+    change them fails here."""
+    from pathlib import Path
+
+    import yaml
+    from jsonargparse._util import import_object
+
+    from metaprompt import compose
+    from metaprompt.__main__ import parse_ladder_config
+
+    root = Path(__file__).resolve().parents[1]
+    config, _ = parse_ladder_config(["-c", str(root / "lightning_configs" / "ladder.yaml")])
+    config = dataclasses.replace(config, output_dir=str(root / config.output_dir))
+    ladder = Ladder(config)
+    runs = ladder.plan()
+    assert len(runs) == 98
+    for run in runs:
+        text = (run.folder / "config.yaml").read_text()
+        recorded = yaml.safe_load(text)
+        if "ValidationAsTest" in text:  # the sources' data module then: the validation split served as test
+            recorded["data"]["test_split"] = "validation"
+        was = compose.plain(compose.parser().parse_object(recorded))
+        now = compose.plain(ladder.resolve(run))
+        trained = was["trainer"]["max_steps"] > 1 or now["trainer"]["max_steps"] > 0
+        assert import_object(was["model"]["class_path"]) is import_object(now["model"]["class_path"]), run.name
+        for part, a, b in (
+            ("model", was["model"]["init_args"], now["model"]["init_args"]),
+            ("data", was["data"], now["data"]),
+        ):
+            differ = {k for k in set(a) | set(b) if a.get(k) != b.get(k)}
+            if not trained:
+                differ -= NOT_TRAINED_INERT
+            for location in ("output_dir", "teacher_adapter", "metaprompt_adapter"):  # absolute here, relative then
+                if location in differ and Path(str(b[location])) == root / str(a[location]):
+                    differ.discard(location)
+            assert not differ, f"{run.name}: {part} {sorted(differ)}: ran with {[a.get(k) for k in sorted(differ)]}"
+        assert was["seed_everything"] == now["seed_everything"], run.name
+        assert (was["trainer"]["accelerator"], was["trainer"]["precision"]) == (
+            now["trainer"]["accelerator"],
+            now["trainer"]["precision"],
+        ), run.name
+        assert was["trainer"]["max_steps"] == max(now["trainer"]["max_steps"], 1), run.name
+
+
+def test_the_committed_ladder_records_are_current():
+    """Every committed ladder run's record matches its key today (settings, data, upstream adapters): the
+    report's tables show current results only. A change to a key's recipe, a stage YAML, a verbalizer or a
+    reader that would silently rerun (or orphan) the 5.8 h of runs fails here instead."""
+    from pathlib import Path
+
+    from metaprompt.__main__ import parse_ladder_config
+
+    root = Path(__file__).resolve().parents[1]
+    config, _ = parse_ladder_config(["-c", str(root / "lightning_configs" / "ladder.yaml")])
+    ladder = Ladder(dataclasses.replace(config, output_dir=str(root / config.output_dir)))
+    stale = [run.name for run in ladder.plan() if not ladder.record_status(run)[3]]
+    assert not stale, f"{len(stale)} stale ladder records, e.g. {stale[:3]}"

@@ -1,24 +1,29 @@
-"""The pipeline's settings reach the modules they configure (no setting is hashed but unused)."""
+"""The pipeline builds each run from its stage YAML, keys its record on what it computes, and reruns when
+the data or an upstream stage changes."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from metaprompt import compose
 from metaprompt.modules import LoRA, TeacherPromptTuning
 from metaprompt.pipeline import Pipeline, PipelineConfig, Stage
 
 
-def test_max_new_tokens_and_stage_settings_reach_the_module(tmp_path):
-    config = PipelineConfig(output_dir=str(tmp_path), backbone="tiny-llama", max_new_tokens={"nli": 3})
+def test_pipeline_and_stage_settings_reach_the_module_over_the_stage_yaml(tmp_path):
+    config = PipelineConfig(
+        output_dir=str(tmp_path), backbone="tiny-llama", max_new_tokens={"nli": 3}, prompt_length=7,
+        teacher=Stage(1, model={"learning_rate": 0.05, "fast_paths": {"fused_loss": False}}),
+    )  # fmt: skip
     pipe = Pipeline(config)
-    stage = Stage(1, model={"learning_rate": 0.05, "fast_paths": {"fused_loss": False}})
-    kw = pipe.module_kwargs(["rqe"], Path(tmp_path), {"prompt_length": 7}, stage)
-    module = TeacherPromptTuning(**kw)
-    assert module.hparams.max_new_tokens == {"nli": 3}
+    teacher = compose.instantiate(pipe.resolve(pipe.runs_for_sources()[0]))
+    module = teacher.model
+    assert isinstance(module, TeacherPromptTuning) and module.hparams.max_new_tokens == {"nli": 3}
     assert module.hparams.prompt_length == 7 and module.hparams.learning_rate == 0.05
     assert not module.fast_paths.fused_loss
-    lora = LoRA(**pipe.module_kwargs(["rqe"], Path(tmp_path), {}, Stage(1)))
-    assert lora.hparams.max_new_tokens == {"nli": 3}
+    assert module.hparams.warmup_steps == 500 and teacher.datamodule.hparams.tasks_per_batch == 1  # teacher.yaml's
+    assert teacher.trainer.max_steps == 1 and teacher.trainer.limit_val_batches == 0
+    lora = compose.instantiate(pipe.resolve(pipe.runs_for_target("rqe")["LoRA"])).model
+    assert isinstance(lora, LoRA) and lora.hparams.max_new_tokens == {"nli": 3}
+    assert lora.hparams.weight_decay == 0.0 and lora.hparams.r == 8  # lora.yaml's
 
 
 def test_stage_records_key_on_the_data_they_saw(tmp_path, data_root, capsys):
@@ -36,7 +41,8 @@ def test_stage_records_key_on_the_data_they_saw(tmp_path, data_root, capsys):
     config = PipelineConfig(output_dir=str(tmp_path / "out"), backbone="tiny-llama", data={"root": data_root})
 
     def run() -> str:
-        Pipeline(config)._run("pairs/zero-shot", "k", BackboneOnly, {}, str(tasks), Stage(0), tmp_path / "z", True)
+        pipe = Pipeline(config)
+        pipe.execute(pipe.make_run("pairs/zero-shot", "zero_shot", tmp_path / "z", Stage(0), str(tasks)))
         return capsys.readouterr().out
 
     assert "done in" in run() and "up to date" in run()
@@ -45,23 +51,45 @@ def test_stage_records_key_on_the_data_they_saw(tmp_path, data_root, capsys):
     cli = cli_main(["-c", str(tmp_path / "z" / "config.yaml")], run=False)  # run=False: no subcommand
     assert type(cli.model) is BackboneOnly and cli.model.hparams.backbone == "tiny-llama"
     assert cli.model.hparams.task_names == ["pairs"] and cli.datamodule.hparams.root == str(data_root)
-    data_file.write_text(data_file.read_text().replace("label\nFever of 30C.", "label\nFever of 40C."))
+    data_file.write_text(data_file.read_text().replace("febrile", "feverish"))  # every row, the tested one too
     assert "done in" in run()  # same settings, other data: not skipped
 
 
-def test_record_key_follows_the_upstream_adapter_content(tmp_path, data_root):
-    """A stage reading another stage's adapter reruns when that adapter changes, whatever its settings."""
-    from metaprompt.data import MultitaskDataModule
+def test_record_key_follows_the_upstream_adapter_and_the_run_that_wrote_it(tmp_path, data_root):
+    """A run reading another run's adapter reruns when that adapter changes, and as soon as the run that
+    writes it is changed (before it has rerun)."""
+    config = PipelineConfig(
+        output_dir=str(tmp_path), backbone="tiny-llama", sources="gad", targets="rqe",
+        data={"root": str(data_root), "max_eval_per_task": 4}, teacher=Stage(3),
+    )  # fmt: skip
 
-    pipe = Pipeline(PipelineConfig(output_dir=str(tmp_path), backbone="tiny-llama"))
-    data = MultitaskDataModule(tasks="rqe", root=data_root, backbone="tiny-llama", max_eval_per_task=4, k_shot=4)
-    adapter = tmp_path / "distill" / "adapter"
-    kw = {"metaprompt_adapter": str(adapter)}
-    missing = pipe.record_key("k", data, kw)
+    def keys(cfg) -> tuple[str, str]:
+        pipe = Pipeline(cfg)
+        teacher, distill = pipe.runs_for_sources()
+        return pipe.record_status(teacher)[1], pipe.record_status(distill)[1]
+
+    _, missing = keys(config)
+    adapter = tmp_path / "teacher" / "adapter"
     adapter.mkdir(parents=True)
     (adapter / "adapter.safetensors").write_bytes(b"one")
-    first = pipe.record_key("k", data, kw)
-    assert first != missing and pipe.record_key("k", data, kw) == first
+    _, first = keys(config)
+    assert first != missing and keys(config)[1] == first
     (adapter / "adapter.safetensors").write_bytes(b"two")
-    assert pipe.record_key("k", data, kw) != first
-    assert pipe.record_key("k", data, {}) == pipe.record_key("k", data, {"prompt_length": 3})  # no upstream
+    assert keys(config)[1] != first
+    again = keys(config)[1]
+    teacher_before, _ = keys(config)
+    changed = PipelineConfig(**{**config.__dict__, "teacher": Stage(4)})
+    teacher_after, distill_after = keys(changed)
+    assert teacher_after != teacher_before and distill_after != again  # same adapter file, other teacher run
+
+
+def test_run_keys_ignore_where_a_run_writes(tmp_path, data_root):
+    """Two output folders, same settings and data: the same key (a moved results folder stays current)."""
+
+    def key(out):
+        pipe = Pipeline(
+            PipelineConfig(output_dir=str(out), backbone="tiny-llama", targets="rqe", data={"root": str(data_root)})
+        )
+        return pipe.record_status(pipe.runs_for_target("rqe")["LoRA"])[1]
+
+    assert key(tmp_path / "a") == key(tmp_path / "b")

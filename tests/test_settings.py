@@ -1,8 +1,9 @@
 """Every setting reaches its destination (issue 11, item 2).
 
 The walk changes each field of :class:`PipelineConfig` / :class:`LadderConfig` (and each part of each
-:class:`Stage`) and checks that the change shows in what some run is built from: its module's keyword
-arguments, its data module's, its Trainer's, or which runs there are. Stage keys are left out of the
+:class:`Stage`) and checks that the change shows in what some run is built from: its resolved config
+(the stage YAML with the pipeline's overrides: module, data module and Trainer arguments), or which runs
+there are. Stage keys are left out of the
 comparison: a field hashed into a key but used nowhere is exactly the defect this catches. A field
 added without an entry here fails ``test_the_walk_covers_every_field``.
 """
@@ -11,9 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 
-import lightning as L
 import pytest
 
+from metaprompt import compose
 from metaprompt.ladder import Ladder, LadderConfig
 from metaprompt.modules import LoRA, MultitaskDistillation, TeacherPromptTuning
 from metaprompt.pipeline import Pipeline, PipelineConfig, Stage, accepted_arguments
@@ -55,26 +56,25 @@ LADDER_CHANGES = {
 
 
 def plan(config, tmp_path, monkeypatch) -> list[dict]:
-    """What every run of ``config`` would be built from, without building or running any of it."""
+    """What every run of ``config`` would be built from (its resolved config), without building or running it."""
     runs: list[dict] = []
-    monkeypatch.setattr(L, "Trainer", lambda **kw: kw)  # the Trainer's arguments, as the pipeline passes them
 
-    def record(self, name, key, module_cls, module_kw, tasks, stage, folder, test, seed=0, data_cls=None):
-        trainer = {k: v for k, v in self.trainer(name, stage, folder).items() if k not in ("logger", "callbacks")}
-        module = {**self.module_kwargs(["task"], folder, module_kw, stage), "seed": seed}
+    def record(self, run):
+        resolved = compose.plain(self.resolve(run))
+        trainer = {k: v for k, v in resolved["trainer"].items() if k not in ("logger", "callbacks")}
         runs.append(
-            dict(name=name, module=module_cls.__name__, module_kwargs=module, trainer=trainer, test=test,
-                 data=self.data_kwargs(tasks, stage, seed), data_cls=getattr(data_cls, "__name__", None))
+            dict(name=run.name, module=resolved["model"]["class_path"].rsplit(".", 1)[-1], trainer=trainer,
+                 module_kwargs=resolved["model"]["init_args"], data=resolved["data"], test=run.test)
         )  # fmt: skip
         return {}
 
-    monkeypatch.setattr(Pipeline, "_run", record)
+    monkeypatch.setattr(Pipeline, "execute", record)
     monkeypatch.setattr(Pipeline, "_write", lambda self, results: None)
     config = dataclasses.replace(config, output_dir=str(tmp_path / config.output_dir))
     if isinstance(config, LadderConfig):
         ladder = Ladder(config)
-        ladder._sources(run=True)
-        ladder._targets()
+        for run in ladder.plan():
+            record(ladder, run)
     else:
         Pipeline(config).run()
     return runs

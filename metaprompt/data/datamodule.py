@@ -84,6 +84,8 @@ class MultitaskDataModule(L.LightningDataModule):
             temperature sampler drew for it, see ``data/grouping.py``), so the shared prompt prefix is
             computed for fewer tasks per step. ``None``: rows as drawn (mixed). Not with
             ``length_bucketing``.
+        test_split: The split ``test``/``predict`` serve: ``"test"``, or ``"validation"`` to score on the
+            validation split (the ladder scores source tasks there; their test splits stay unseen).
     """
 
     def __init__(
@@ -107,9 +109,12 @@ class MultitaskDataModule(L.LightningDataModule):
         length_bucketing: bool = False,
         max_train_target_tokens: int | None = None,
         tasks_per_batch: int | None = None,
+        test_split: str = "test",
     ):
         super().__init__()
         self.save_hyperparameters()
+        if test_split not in ("test", "validation"):
+            raise ValueError(f"test_split must be 'test' or 'validation', got {test_split!r}")
         if tasks_per_batch is not None:
             if length_bucketing:
                 raise ValueError("tasks_per_batch and length_bucketing both regroup the batches: choose one")
@@ -351,7 +356,7 @@ class MultitaskDataModule(L.LightningDataModule):
         return self._loader("validation", train=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
+        return self._loader(self.hparams.test_split, train=False)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
+        return self._loader(self.hparams.test_split, train=False)
