@@ -115,14 +115,16 @@ class PeftPromptTuning(L.LightningModule):
 def stage_module(stage: str, backbone: str, dtype: str, upstream: dict, checkpointing: bool, prompt_length: int):
     from metaprompt.modules import LoRA, MultitaskDistillation, TargetAdaptation, TeacherPromptTuning
 
-    kw = dict(backbone=backbone, dtype=dtype, task_names=TASKS, prompt_length=prompt_length, generate_eval=False)
+    kw = dict(
+        backbone=backbone, dtype=dtype, task_names=TASKS, prompt_length=prompt_length, evaluation={"generate": False}
+    )
     fast = {"fast_paths": {"activation_checkpointing": checkpointing}}
     if stage == "teacher":
-        return TeacherPromptTuning(learning_rate=0.3, **fast, **kw)
+        return TeacherPromptTuning(optim={"lr": 0.3}, **fast, **kw)
     if stage == "distill":
-        return MultitaskDistillation(teacher_adapter=upstream["teacher"], learning_rate=0.3, **fast, **kw)
+        return MultitaskDistillation(teacher_adapter=upstream["teacher"], optim={"lr": 0.3}, **fast, **kw)
     if stage == "target":
-        return TargetAdaptation(metaprompt_adapter=upstream["distill"], learning_rate=0.01, **kw)
+        return TargetAdaptation(metaprompt_adapter=upstream["distill"], optim={"lr": 0.01}, **kw)
     if stage == "lora":
         return LoRA(r=8, dropout=0.0, **{**kw, "prompt_length": 0})
     if stage == "peft_prompt_tuning":

@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 
 from metaprompt.__main__ import parse_ladder_config
+from metaprompt.compose import merge
 from metaprompt.ladder import SOURCES_ON_VALIDATION, Ladder
 from metaprompt.pipeline import Stage
 
@@ -44,7 +45,7 @@ def main() -> None:
             steps, lr = int(point.split(":")[0]), float(point.split(":")[1])
             for seed in (int(s) for s in args.seeds.split(",")):
                 name = f"{task}/steps{steps}-lr{lr:g}-s{seed}"
-                stage = Stage(steps, {**config.teacher.model, "learning_rate": lr}, config.teacher.data)
+                stage = Stage(steps, merge(config.teacher.model, {"optim": {"lr": lr}}), config.teacher.data)
                 run = ladder.make_run(
                     name, "teacher", out / task / f"steps{steps}-lr{lr:g}-s{seed}", stage, task, seed=seed,
                     model={"prompt_length": config.prompt_length}, data=SOURCES_ON_VALIDATION,

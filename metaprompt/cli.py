@@ -15,6 +15,13 @@ from metaprompt.scale import release_process_group
 
 
 class MetapromptCLI(LightningCLI):
+    """LightningCLI for the stages; its generic ``--optimizer``/``--lr_scheduler`` groups are off, as the
+    stages optimize through their own ``optim`` argument (``metaprompt.optim.OptimArgs``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("auto_configure_optimizers", False)
+        super().__init__(*args, **kwargs)
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("model.init_args.backbone", "data.backbone", apply_on="parse")
         parser.link_arguments("data.task_names", "model.init_args.task_names", apply_on="instantiate")

@@ -1,4 +1,12 @@
-"""``TaskAdamW``: AdamW whose per-task parameter rows move only on steps that trained that task.
+"""How every stage optimizes: ``OptimArgs`` (one documented dataclass, the module's ``optim`` argument) and
+``TaskAdamW``, AdamW whose per-task parameter rows move only on steps that trained that task.
+
+``OptimArgs`` is what a YAML's ``model.init_args.optim`` holds (``--model.init_args.optim.lr 0.03`` on the
+command line); ``build_optimizer`` and ``build_schedule`` turn it into the optimizer and the per-step
+schedule that ``PromptModule.configure_optimizers`` returns. The optimizer is AdamW by design (prompt
+tuning with AdamW: ATTEMPT, MPT): ``TaskAdamW`` where task rows are visible, ``torch.optim.AdamW`` (the
+same maths) under ZeRO/FSDP2. LightningCLI's generic ``--optimizer``/``--lr_scheduler`` groups are off
+(``MetapromptCLI``): they would replace the per-task row rule and the stages' parameter groups.
 
 Teacher prompts ``[K, l, d]`` and task factors ``[K, l, r]`` / ``[K, d, r]`` hold all K tasks in one
 tensor. With a plain AdamW, a step whose batch lacks task j still moves task j's rows (the momentum of
@@ -21,8 +29,81 @@ has no weight decay, so it does not fit.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
+
+from metaprompt.groups import ArgGroup
+
+SCHEDULES = ("constant", "linear", "cosine")
+
+
+@dataclass(frozen=True)
+class OptimArgs(ArgGroup):
+    """AdamW and its learning-rate schedule (a stage module's ``optim`` argument).
+
+    Attributes:
+        lr: Peak learning rate of the trainable parameters (per stage: see its YAML).
+        weight_decay: Decoupled weight decay (1e-5: ATTEMPT, Asai et al. 2022).
+        betas: Adam's (β1, β2).
+        eps: Adam's ε.
+        warmup_steps: Linear warm-up over this many steps: the factor at step s is ``min(1, (s + 1) /
+            (warmup_steps + 1))``.
+        schedule: After warm-up: ``constant`` (ATTEMPT, MPT), or ``linear`` / ``cosine`` decay to 0 at the
+            trainer's last step (``trainer.max_steps``).
+    """
+
+    name = "optim"
+
+    lr: float = 0.3
+    weight_decay: float = 1e-5
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    warmup_steps: int = 0
+    schedule: str = "constant"
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"optim.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.lr < 0 or self.eps < 0 or self.weight_decay < 0 or self.warmup_steps < 0:
+            raise ValueError(f"optim: lr, eps, weight_decay and warmup_steps must be >= 0, got {self}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"optim.betas must be two numbers in [0, 1), got {self.betas!r}")
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+
+
+def build_optimizer(groups: list[dict], args: OptimArgs, task_rows: bool) -> torch.optim.Optimizer:
+    """AdamW over ``groups`` (a group may set its own ``lr``): ``TaskAdamW`` when ``task_rows`` (the
+    per-task row rule), else ``torch.optim.AdamW`` without the ``task_indexed`` marks (ZeRO, FSDP2)."""
+    kw = dict(lr=args.lr, betas=args.betas, eps=args.eps, weight_decay=args.weight_decay)
+    if task_rows:
+        return TaskAdamW(groups, **kw)
+    return torch.optim.AdamW([{k: v for k, v in g.items() if k != "task_indexed"} for g in groups], **kw)
+
+
+def schedule_factor(args: OptimArgs, total_steps: int | None):
+    """The multiplier of the learning rate at each step (``LambdaLR``'s function of the step index)."""
+    warmup = args.warmup_steps
+    if args.schedule != "constant" and not (total_steps and total_steps > warmup):
+        raise ValueError(
+            f"optim.schedule={args.schedule!r} decays to 0 at the last step: set trainer.max_steps above "
+            f"warmup_steps ({warmup}), got {total_steps}"
+        )
+
+    def factor(step: int) -> float:
+        ramp = min(1.0, (step + 1) / (warmup + 1))
+        if args.schedule == "constant" or step < warmup:
+            return ramp
+        done = min(1.0, (step - warmup) / (total_steps - warmup))
+        return 1.0 - done if args.schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * done))
+
+    return factor
+
+
+def build_schedule(optimizer: torch.optim.Optimizer, args: OptimArgs, total_steps: int | None) -> dict:
+    """Lightning's ``lr_scheduler`` entry: :func:`schedule_factor` applied every optimizer step."""
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule_factor(args, total_steps))
+    return {"scheduler": scheduler, "interval": "step"}
 
 
 def _rows_visible(p: torch.Tensor) -> bool:

@@ -35,6 +35,7 @@ from jsonargparse import Namespace
 
 from metaprompt import compose
 from metaprompt.data import MultitaskDataModule
+from metaprompt.evaluation.args import EvalArgs
 from metaprompt.modules import (
     LoRA,
     MultitaskDistillation,
@@ -42,9 +43,12 @@ from metaprompt.modules import (
     TargetAdaptation,
     TeacherPromptTuning,
 )
+from metaprompt.optim import OptimArgs
 
 SYSTEMS = ("backbone zero-shot", "metaprompt zero-shot", "metaprompt adapted", "prompt tuning", "LoRA")
-KEY_VERSION = "run-v2"  # v2: keyed by the resolved config (v1 hashed the pipeline's own fields)
+KEY_VERSION = (
+    "run-v3"  # v2: keyed by the resolved config (v1 hashed the pipeline's own fields); v3: grouped optim/evaluation
+)
 
 
 @dataclass
@@ -53,7 +57,7 @@ class Stage:
 
     Attributes:
         max_steps: Optimizer steps (0: no training; None: the stage YAML's ``trainer.max_steps``).
-        model: Module arguments over the YAML's ``model.init_args`` (e.g. learning_rate, rank).
+        model: Module arguments over the YAML's ``model.init_args`` (e.g. ``optim: {lr: 0.03}``, rank).
         data: Data-module arguments over the YAML's ``data`` and the pipeline's shared ``data``.
     """
 
@@ -122,12 +126,24 @@ class Run:
 UPSTREAM_ADAPTERS = ("teacher_adapter", "metaprompt_adapter")  # module arguments naming another stage's output
 
 PIPELINE_OWNED = {
-    "model": ("backbone", "task_names", "output_dir", "seed", "max_new_tokens", "prompt_length", *UPSTREAM_ADAPTERS),
+    "model": (
+        "backbone",
+        "task_names",
+        "output_dir",
+        "seed",
+        "evaluation.max_new_tokens",
+        "prompt_length",
+        *UPSTREAM_ADAPTERS,
+    ),
     "data": ("tasks", "backbone", "seed"),
 }
 """Arguments the pipeline sets itself (from its own fields, per run): a stage may not override them, or the
 pipeline-level value would silently not reach that stage (e.g. a stage's own backbone beside the data
-module's tokenizer)."""
+module's tokenizer). ``group.field`` names a field of an argument group."""
+
+ARG_GROUPS = {"optim": OptimArgs, "evaluation": EvalArgs}
+"""Module arguments that are validated dataclasses (``metaprompt.groups``): a stage's keys inside them are
+checked against their fields and values before any stage runs."""
 
 LOCATIONS = {
     "trainer": ("default_root_dir", "logger"),
@@ -157,7 +173,7 @@ def check_settings(where: str, settings: dict[str, Any], cls: type, part: str) -
     Raises:
         ValueError: naming the stage, the keys and what is accepted (before any stage runs, not hours in).
     """
-    owned = sorted(set(settings) & set(PIPELINE_OWNED[part]))
+    owned = sorted(k for k in PIPELINE_OWNED[part] if _sets(settings, k))
     if owned:
         raise ValueError(f"{where}.{part}: {owned} are set by the pipeline (use its own fields), not per stage")
     unknown = sorted(set(settings) - accepted_arguments(cls))
@@ -165,6 +181,20 @@ def check_settings(where: str, settings: dict[str, Any], cls: type, part: str) -
         raise ValueError(
             f"{where}.{part}: {cls.__name__} takes no {unknown}; it accepts {sorted(accepted_arguments(cls))}"
         )
+    for name, group in ARG_GROUPS.items() if part == "model" else ():
+        if isinstance(settings.get(name), dict):
+            try:
+                group.of(settings[name])
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"{where}.{part}.{err}") from None
+
+
+def _sets(settings: dict[str, Any], dotted: str) -> bool:
+    """Whether ``settings`` holds ``dotted`` (``name`` or ``group.field``)."""
+    head, _, rest = dotted.partition(".")
+    if not rest:
+        return head in settings
+    return isinstance(settings.get(head), dict) and rest in settings[head]
 
 
 def adapter_digest(folder: Path) -> str | None:
@@ -278,8 +308,8 @@ class Pipeline:
             trainer["max_steps"] = settings.max_steps
         init_args = {"backbone": cfg.backbone, "output_dir": str(folder), "seed": seed}
         if cfg.max_new_tokens:
-            init_args["max_new_tokens"] = dict(cfg.max_new_tokens)
-        init_args.update({**(model or {}), **settings.model})
+            init_args["evaluation"] = {"max_new_tokens": dict(cfg.max_new_tokens)}
+        init_args = compose.merge(init_args, model or {}, settings.model)  # groups merge field by field
         data_args = {"tasks": tasks, **cfg.data, **settings.data, **(data or {}), "seed": seed}
         overrides = {"seed_everything": seed, "trainer": trainer, "model": {"init_args": init_args}, "data": data_args}
         plain = json.loads(json.dumps(overrides, default=str))  # paths -> strings, tuples -> lists (YAML's types)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 from dataclasses import replace
 
+from metaprompt.compose import merge
 from metaprompt.ladder import LadderConfig
 from metaprompt.pipeline import Pipeline, Stage
 
@@ -48,7 +49,7 @@ class Sweep(Pipeline):
         """One grid point: the stage's run at ``lr`` (its YAML + the ladder's settings), fitted, then its
         validation loss; recorded like every pipeline run, so a rerun skips it."""
         steps = self.max_steps if stage.max_steps is None else min(stage.max_steps, self.max_steps)
-        stage = Stage(steps, {**stage.model, "learning_rate": lr, "generate_eval": False}, stage.data)
+        stage = Stage(steps, merge(stage.model, {"optim": {"lr": lr}, "evaluation": {"generate": False}}), stage.data)
         name = f"sweep/{stage_name}/lr{lr:g}"
         run = self.make_run(
             name, self.STAGE_FILES[stage_name], self.sweep_dir / stage_name / f"lr{lr:g}", stage, tasks,
@@ -86,7 +87,7 @@ class Sweep(Pipeline):
         if "teacher" in stages:
             chosen["teacher"] = self._best("teacher", {"prompt_length": cfg.prompt_length}, cfg.sources, cfg.teacher)
         if "distill" in stages:
-            lr = chosen.get("teacher") or cfg.teacher.model.get("learning_rate")
+            lr = chosen.get("teacher") or cfg.teacher.model.get("optim", {}).get("lr")
             teacher = self.sweep_dir / "teacher" / f"lr{lr:g}" / "adapter"
             chosen["distill"] = self._best("distill", {"teacher_adapter": str(teacher)}, cfg.sources, cfg.distill)
             metaprompt_adapter = str(self.sweep_dir / "distill" / f"lr{chosen['distill']:g}" / "adapter")

@@ -31,7 +31,7 @@ def pipeline_runs(tmp_path, data_root) -> dict[str, object]:
         output_dir=str(tmp_path / "out"), backbone="tiny-llama", prompt_length=5, sources="gad,kqa_nli",
         targets="rqe", accelerator="cpu", max_new_tokens={"nli": 3},
         data={"root": str(data_root), "batch_size": 2, "max_eval_per_task": {"ranked": 4}},
-        teacher=Stage(3, {"learning_rate": 0.05}), distill=Stage(None, {"rank": 2}, {"k_shot": 8}),
+        teacher=Stage(3, {"optim": {"lr": 0.05}}), distill=Stage(None, {"rank": 2}, {"k_shot": 8}),
         target=Stage(2, data={"k_shot": 4}), lora=Stage(2, {"r": 2}),
     )  # fmt: skip
     pipe = Pipeline(config)
@@ -61,9 +61,12 @@ def test_the_stage_yaml_fills_what_the_pipeline_does_not_set(tmp_path, data_root
     pipe, runs = pipeline_runs(tmp_path, data_root)
     teacher = compose.plain(pipe.resolve(runs["teacher"]))
     stage_yaml = compose.stage_config("teacher")
-    assert teacher["model"]["init_args"]["warmup_steps"] == stage_yaml["model"]["init_args"]["warmup_steps"]
+    assert (
+        teacher["model"]["init_args"]["optim"]["warmup_steps"]
+        == stage_yaml["model"]["init_args"]["optim"]["warmup_steps"]
+    )
     assert teacher["data"]["tasks_per_batch"] == stage_yaml["data"]["tasks_per_batch"]
-    assert teacher["model"]["init_args"]["learning_rate"] == 0.05 and teacher["trainer"]["max_steps"] == 3  # overrides
+    assert teacher["model"]["init_args"]["optim"]["lr"] == 0.05 and teacher["trainer"]["max_steps"] == 3  # overrides
     distill = compose.plain(pipe.resolve(runs["distill"]))
     assert distill["trainer"]["max_steps"] == compose.stage_config("distill")["trainer"]["max_steps"]  # max_steps None
     assert distill["model"]["init_args"]["rank"] == 2 and distill["data"]["k_shot"] == 8

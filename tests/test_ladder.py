@@ -24,11 +24,11 @@ def tiny_config(out, root, **kw) -> LadderConfig:
         accelerator="cpu",
         max_new_tokens={"re": 4, "nli": 2},
         data={"max_length": 96, "min_prompt_tokens": 16, "batch_size": 2, "max_eval_per_task": 4, "root": str(root)},
-        teacher=Stage(2, {"learning_rate": 0.01}),
-        distill=Stage(2, {"learning_rate": 0.01}),
-        target=Stage(0, {"learning_rate": 0.01}),
-        prompt_tuning=Stage(0, {"learning_rate": 0.01}),
-        lora=Stage(0, {"learning_rate": 1e-3}),
+        teacher=Stage(2, {"optim": {"lr": 0.01}}),
+        distill=Stage(2, {"optim": {"lr": 0.01}}),
+        target=Stage(0, {"optim": {"lr": 0.01}}),
+        prompt_tuning=Stage(0, {"optim": {"lr": 0.01}}),
+        lora=Stage(0, {"optim": {"lr": 1e-3}}),
         shots={4: [0, 1]},
         steps={4: 2},
         ablations={"no distillation": {"lam": 0.0}},
@@ -73,7 +73,7 @@ def test_ladder_runs_every_rung_writes_tables_and_resumes(tmp_path, data_root, c
     assert "done in" not in capsys.readouterr().out
     # new teacher settings: teacher, student and every metaprompt run are stale until rerun, so the report
     # leaves them out (the zero-shot backbone and the baselines do not depend on the teacher)
-    changed = dataclasses.replace(cfg, teacher=Stage(2, {"learning_rate": 0.02}), max_minutes=0.0)
+    changed = dataclasses.replace(cfg, teacher=Stage(2, {"optim": {"lr": 0.02}}), max_minutes=0.0)
     assert Ladder(changed).run() == {"complete": False}
     after = {(r["role"], r["system"]) for r in csv.DictReader((tmp_path / "results.csv").open())}
     assert ("source", "backbone zero-shot") in after and ("target", "LoRA") in after
@@ -118,7 +118,7 @@ def test_sweep_resumes_and_keeps_the_rows_of_stages_swept_before(tmp_path, data_
     assert "[sweep]" not in capsys.readouterr().out  # every point recorded: nothing trains again
 
 
-NOT_TRAINED_INERT = {"learning_rate", "weight_decay", "warmup_steps", "factor_learning_rate", "k_shot"}
+NOT_TRAINED_INERT = {"optim", "factor_lr", "k_shot"}
 """Settings with no effect on a run that trains nothing (a zero-shot row): the k-shot training sample and the
 optimizer's. The ladder's zero-shot rows ran with the module's and data module's defaults for them; composed
 from their stage YAMLs now, they take the YAML's."""

@@ -1,11 +1,12 @@
-"""TaskAdamW: a task's rows move only on steps that trained the task; otherwise exactly AdamW."""
+"""TaskAdamW: a task's rows move only on steps that trained the task; otherwise exactly AdamW. OptimArgs: the
+validated optimizer/schedule settings every stage takes, and the schedule they build."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from metaprompt.optim import TaskAdamW
+from metaprompt.optim import OptimArgs, TaskAdamW, build_optimizer, build_schedule, schedule_factor
 
 
 def _grad_for(param: torch.Tensor, tasks: list[int], seed: int) -> torch.Tensor:
@@ -66,3 +67,51 @@ def test_dense_gradients_match_torch_adamw(task_indexed):
 def test_invalid_settings_are_rejected():
     with pytest.raises(ValueError, match="invalid"):
         TaskAdamW([torch.nn.Parameter(torch.zeros(1))], lr=-1)
+
+
+def test_optim_args_come_from_dicts_and_reject_unknown_keys_and_bad_values():
+    assert OptimArgs.of({"lr": 0.1}) == OptimArgs(lr=0.1) and OptimArgs.of(None) == OptimArgs()
+    assert OptimArgs.of({"lr": 0.1}, weight_decay=0.0) == OptimArgs(lr=0.1, weight_decay=0.0)  # a module's defaults
+    assert OptimArgs(betas=[0.8, 0.9]).to_dict()["betas"] == [0.8, 0.9]
+    with pytest.raises(ValueError, match=r"optim: no setting\(s\) \['learning_rate'\]; it has \['betas'"):
+        OptimArgs.of({"learning_rate": 0.1})
+    for bad, match in (
+        ({"schedule": "step"}, "schedule must be one of"),
+        ({"lr": -1.0}, "must be >= 0"),
+        ({"warmup_steps": -2}, "must be >= 0"),
+        ({"betas": (0.9, 1.0)}, r"betas must be two numbers in \[0, 1\)"),
+        ({"betas": (0.9,)}, "betas must be two numbers"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            OptimArgs(**bad)
+
+
+def test_warmup_ramps_linearly_then_stays_constant():
+    factor = schedule_factor(OptimArgs(warmup_steps=3), None)
+    assert [factor(s) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert schedule_factor(OptimArgs(), None)(0) == 1.0  # no warm-up: the full rate from the first step
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_decay_reaches_zero_at_the_last_step(schedule):
+    factor = schedule_factor(OptimArgs(warmup_steps=2, schedule=schedule), 10)
+    values = [factor(s) for s in range(11)]
+    assert values[:3] == pytest.approx([1 / 3, 2 / 3, 1.0]) and values[10] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in zip(values[2:], values[3:]))  # monotone after warm-up
+    mid = factor(6)  # halfway through the decay
+    assert mid == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="set trainer.max_steps above warmup_steps"):
+        schedule_factor(OptimArgs(warmup_steps=5, schedule=schedule), 5)
+
+
+def test_the_built_optimizer_and_schedule_apply_the_args():
+    p = torch.nn.Parameter(torch.zeros(3, 2))
+    args = OptimArgs(lr=0.2, weight_decay=0.1, betas=(0.8, 0.9), eps=1e-6, warmup_steps=1)
+    groups = [{"params": [p], "task_indexed": True}]
+    opt = build_optimizer(groups, args, task_rows=True)
+    assert isinstance(opt, TaskAdamW) and opt.param_groups[0]["task_indexed"]
+    plain = build_optimizer(groups, args, task_rows=False)
+    assert type(plain) is torch.optim.AdamW and "task_indexed" not in plain.param_groups[0]
+    assert plain.defaults["betas"] == (0.8, 0.9) and plain.defaults["eps"] == 1e-6
+    entry = build_schedule(opt, args, None)
+    assert entry["interval"] == "step" and opt.param_groups[0]["lr"] == pytest.approx(0.1)  # warm-up step 0: 1/2

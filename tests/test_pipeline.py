@@ -11,19 +11,19 @@ from metaprompt.pipeline import Pipeline, PipelineConfig, Stage
 def test_pipeline_and_stage_settings_reach_the_module_over_the_stage_yaml(tmp_path):
     config = PipelineConfig(
         output_dir=str(tmp_path), backbone="tiny-llama", max_new_tokens={"nli": 3}, prompt_length=7,
-        teacher=Stage(1, model={"learning_rate": 0.05, "fast_paths": {"fused_loss": False}}),
+        teacher=Stage(1, model={"optim": {"lr": 0.05}, "fast_paths": {"fused_loss": False}}),
     )  # fmt: skip
     pipe = Pipeline(config)
     teacher = compose.instantiate(pipe.resolve(pipe.runs_for_sources()[0]))
     module = teacher.model
-    assert isinstance(module, TeacherPromptTuning) and module.hparams.max_new_tokens == {"nli": 3}
-    assert module.hparams.prompt_length == 7 and module.hparams.learning_rate == 0.05
+    assert isinstance(module, TeacherPromptTuning) and module.evaluation.max_new_tokens == {"nli": 3}
+    assert module.hparams.prompt_length == 7 and module.optim.lr == 0.05
     assert not module.fast_paths.fused_loss
-    assert module.hparams.warmup_steps == 500 and teacher.datamodule.hparams.tasks_per_batch == 1  # teacher.yaml's
+    assert module.optim.warmup_steps == 500 and teacher.datamodule.hparams.tasks_per_batch == 1  # teacher.yaml's
     assert teacher.trainer.max_steps == 1 and teacher.trainer.limit_val_batches == 0
     lora = compose.instantiate(pipe.resolve(pipe.runs_for_target("rqe")["LoRA"])).model
-    assert isinstance(lora, LoRA) and lora.hparams.max_new_tokens == {"nli": 3}
-    assert lora.hparams.weight_decay == 0.0 and lora.hparams.r == 8  # lora.yaml's
+    assert isinstance(lora, LoRA) and lora.evaluation.max_new_tokens == {"nli": 3}
+    assert lora.optim.weight_decay == 0.0 and lora.optim.lr == 2e-4 and lora.hparams.r == 8  # lora.yaml's
 
 
 def test_stage_records_key_on_the_data_they_saw(tmp_path, data_root, capsys):

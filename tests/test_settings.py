@@ -27,9 +27,10 @@ BASE = dict(
 STAGE_FIELDS = ("teacher", "distill", "target", "prompt_tuning", "lora")
 STAGE_CLASS = {"teacher": "TeacherPromptTuning", "distill": "MultitaskDistillation", "target": "TargetAdaptation"}
 STAGE_CLASS |= {"prompt_tuning": "PromptTuning", "lora": "LoRA"}
-STAGE_ARG = {"teacher": "warmup_steps", "distill": "rank", "target": "train", "prompt_tuning": "warmup_steps"}
+STAGE_ARG = {"teacher": "optim", "distill": "rank", "target": "train", "prompt_tuning": "evaluation"}
 STAGE_ARG |= {"lora": "r"}
-STAGE_VALUE = {"warmup_steps": 5, "rank": 3, "train": "prompt", "r": 2}
+STAGE_VALUE = {"optim": {"warmup_steps": 5}, "rank": 3, "train": "prompt", "evaluation": {"log_predictions": 3}}
+STAGE_VALUE |= {"r": 2}
 
 PIPELINE_CHANGES = {
     "output_dir": "elsewhere",
@@ -133,7 +134,8 @@ def test_each_stage_part_reaches_its_runs(name, kind, data_root, tmp_path, monke
             if part == "max_steps":
                 assert run["trainer"]["max_steps"] == 9
             elif part == "model":
-                assert run["module_kwargs"][arg] == STAGE_VALUE[arg]
+                value, got = STAGE_VALUE[arg], run["module_kwargs"][arg]
+                assert {k: got[k] for k in value} == value if isinstance(value, dict) else got == value
             else:
                 assert run["data"]["eval_batch_size"] == 5
 
@@ -146,6 +148,17 @@ def test_each_stage_part_reaches_its_runs(name, kind, data_root, tmp_path, monke
         ("distill", Stage(1, data={"k_shots": 4}), r"distill.data: MultitaskDataModule takes no \['k_shots'\]"),
         ("target", Stage(1, {"backbone": "tiny-llama"}), r"target.model: \['backbone'\] are set by the pipeline"),
         ("teacher", Stage(1, data={"tasks": "rqe"}), r"teacher.data: \['tasks'\] are set by the pipeline"),
+        (
+            "teacher",
+            Stage(1, {"optim": {"learning_rate": 1}}),
+            r"teacher.model.optim: no setting\(s\) \['learning_rate'\]",
+        ),
+        ("distill", Stage(1, {"optim": {"schedule": "step"}}), r"distill.model.optim.schedule must be one of"),
+        (
+            "lora",
+            Stage(1, {"evaluation": {"max_new_tokens": {"qa": 3}}}),
+            r"lora.model: \['evaluation.max_new_tokens'\] are set",
+        ),
     ],
 )
 def test_a_setting_a_stage_does_not_take_is_rejected_before_anything_runs(field, stage, match, tmp_path):
@@ -159,6 +172,6 @@ def test_a_setting_a_stage_does_not_take_is_rejected_before_anything_runs(field,
 
 def test_accepted_arguments_follow_kwargs_down_the_bases():
     teacher, distill, lora = (accepted_arguments(c) for c in (TeacherPromptTuning, MultitaskDistillation, LoRA))
-    assert {"prompt_init", "learning_rate", "label_scoring"} <= teacher and "rank" not in teacher
-    assert {"rank", "lam", "teacher_adapter", "learning_rate"} <= distill
-    assert {"r", "alpha", "learning_rate"} <= lora and "prompt_init" not in lora
+    assert {"prompt_init", "optim", "evaluation"} <= teacher and "rank" not in teacher
+    assert {"rank", "lam", "teacher_adapter", "optim", "factor_lr"} <= distill
+    assert {"r", "alpha", "optim"} <= lora and "prompt_init" not in lora

@@ -16,6 +16,7 @@ generation keeps ranks in lock-step whenever parameters are sharded.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from metaprompt.backbones import load_backbone
 from metaprompt.evaluation import EvalTasks, PredictionTable, TaskEvaluator
+from metaprompt.evaluation.args import EvalArgs
 from metaprompt.evaluation.examples import gather_rows, task_report, write_jsonl
 from metaprompt.evaluation.ranking import (
     Candidates,
@@ -41,16 +43,12 @@ from metaprompt.forward.decode import StopStrings
 from metaprompt.forward.prefix import supports_shared_prefix
 from metaprompt.forward.prompted import ForwardOut, decoder_and_head, generate, prompted_forward
 from metaprompt.modules.fsdp2 import parallelize
-from metaprompt.optim import TaskAdamW
+from metaprompt.optim import OptimArgs, build_optimizer, build_schedule
 from metaprompt.scale import full_numel, full_shape, is_fsdp2, outside_zero_init, params_are_sharded, zero_stage
 from metaprompt.scale.zero import zero3_hf_config
-from metaprompt.tasks.records import TASK_TYPES
 
 MODULE_KEY = "metaprompt_module"  # checkpoint key: the stage's class path (on_save_checkpoint), for consolidation
 
-# Greedy decoding budget per task type (tokens); NER/RE lists and summaries are the long ones.
-DEFAULT_MAX_NEW_TOKENS = {"ner": 128, "re": 128, "qa": 96, "nli": 8, "summarization": 128}
-LABEL_SCORINGS = ("ranked", "generated")
 RANK_ROWS = 32  # candidate rows per ranking forward ([N, V] logits of all their target tokens)
 
 
@@ -72,24 +70,14 @@ class PromptModule(L.LightningModule):
             stage's own default (teacher/prompt tuning: 100; distillation/target: the length of the
             prompts they start from — a different explicit value is an error there; LoRA and the
             backbone-only reference have no prompt and reject any value but 0).
-        learning_rate: AdamW learning rate of the trainable parameters (per stage: see its YAML).
-        weight_decay: AdamW weight decay (1e-5: ATTEMPT, Asai et al. 2022).
-        warmup_steps: Linear warm-up steps, then constant.
-        max_new_tokens: Greedy decoding budget per task type (overrides ``DEFAULT_MAX_NEW_TOKENS``).
-        stop_strings: Per task type, strings that end a generated answer besides the end-of-answer token
-            (e.g. ``{"summarization": ["\\n\\n"]}``): a row stops decoding once its text (special tokens
-            skipped) contains one, and its text is cut before it (``metaprompt.forward.decode``).
-        generate_eval: Decode and score in validation/test (False: loss only, e.g. for speed).
-        log_predictions: Rows per task kept in the prediction table.
+        optim: :class:`~metaprompt.optim.OptimArgs` — AdamW's rate, weight decay, betas, eps, warm-up and
+            schedule (a dict works too); e.g. ``optim: {lr: 0.03, warmup_steps: 500}`` in a stage YAML.
+        evaluation: :class:`~metaprompt.evaluation.args.EvalArgs` — decoding budgets, stop strings,
+            ranked vs generated label scoring, whether to score at all, prediction-table rows.
         output_dir: Where test writes ``metrics.json`` and ``predictions.jsonl`` (optional).
         seed: Seed for prompt init.
         fast_paths: :class:`~metaprompt.forward.FastPaths` switches, e.g. ``{"shared_prefix": false}``
             (default: every exact speed-up on); every stage honours them.
-        label_scoring: How label-like answers (NLI labels, yes/no/maybe, multiple choice, a candidate
-            pair's relation vs none) are scored: ``"ranked"`` picks the allowed answer with the highest
-            log-likelihood (``metaprompt.evaluation.ranking``; each context encoded once per example),
-            ``"generated"`` parses the greedy generation. NER, open RE, free-text QA and summarization
-            are always generated.
     """
 
     def __init__(
@@ -98,31 +86,14 @@ class PromptModule(L.LightningModule):
         dtype: str | None = None,
         task_names: list[str] | None = None,
         prompt_length: int | None = None,
-        learning_rate: float = 0.3,
-        weight_decay: float = 1e-5,
-        warmup_steps: int = 0,
-        max_new_tokens: dict[str, int] | None = None,
-        stop_strings: dict[str, list[str]] | None = None,
-        generate_eval: bool = True,
-        log_predictions: int = 8,
+        optim: OptimArgs = OptimArgs(),
+        evaluation: EvalArgs = EvalArgs(),
         output_dir: str | None = None,
         seed: int = 0,
         fast_paths: dict[str, bool] | None = None,
-        label_scoring: str = "ranked",
     ):
         super().__init__()
-        if label_scoring not in LABEL_SCORINGS:
-            raise ValueError(f"label_scoring must be one of {LABEL_SCORINGS}, got {label_scoring!r}")
-        for task_type, strings in (stop_strings or {}).items():
-            if (
-                task_type not in TASK_TYPES
-                or isinstance(strings, str)
-                or not all(isinstance(x, str) and x for x in strings)
-            ):
-                raise ValueError(
-                    f"stop_strings: expected a list of non-empty strings per task type ({', '.join(TASK_TYPES)}), "
-                    f"got {task_type!r}: {strings!r}"
-                )
+        self.optim, self.evaluation = OptimArgs.of(optim), EvalArgs.of(evaluation)
         self.save_hyperparameters()
         self.fast_paths = FastPaths.from_config(fast_paths)
         self.isolate_task_updates = True  # TaskAdamW row rule; off where rows are not visible (sharding)
@@ -134,6 +105,13 @@ class PromptModule(L.LightningModule):
         self.evaluator: TaskEvaluator | None = None
         self.table: PredictionTable | None = None
         self.eval_tasks: EvalTasks | None = None  # set in setup() from the data module
+
+    def save_hyperparameters(self, *args: Any, frame=None, **kwargs: Any) -> None:
+        """Lightning's, with the argument groups stored as plain data (checkpoints load ``weights_only``,
+        resolved configs and loggers see dicts); every stage's ``save_hyperparameters()`` passes here."""
+        super().save_hyperparameters(*args, frame=frame or inspect.currentframe().f_back, **kwargs)
+        for hparams in (self._hparams, self._hparams_initial):
+            hparams.update(optim=self.optim.to_dict(), evaluation=self.evaluation.to_dict())
 
     # ----------------------------------------------------------------- what a stage defines
     def build_adapter(self) -> None:
@@ -281,16 +259,11 @@ class PromptModule(L.LightningModule):
         return [g for g in groups if g["params"]]
 
     def configure_optimizers(self) -> Any:
-        groups = self.param_groups()
-        hp = self.hparams
-        if self.isolate_task_updates:
-            opt = TaskAdamW(groups, lr=hp.learning_rate, weight_decay=hp.weight_decay)
-        else:  # rows not visible (ZeRO, FSDP2): torch's AdamW, the same maths, and one DeepSpeed accepts
-            groups = [{k: v for k, v in g.items() if k != "task_indexed"} for g in groups]
-            opt = torch.optim.AdamW(groups, lr=hp.learning_rate, weight_decay=hp.weight_decay)
-        warmup = max(int(self.hparams.warmup_steps), 0)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / (warmup + 1)))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        """AdamW and its schedule from ``self.optim`` (``metaprompt.optim``); torch's AdamW, the same maths and
+        one DeepSpeed accepts, where task rows are not visible (ZeRO, FSDP2)."""
+        opt = build_optimizer(self.param_groups(), self.optim, task_rows=self.isolate_task_updates)
+        total = self.trainer.max_steps if self._trainer is not None and self.trainer.max_steps > 0 else None
+        return {"optimizer": opt, "lr_scheduler": build_schedule(opt, self.optim, total)}
 
     def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False) -> dict:
         """Trainable parameters only (every strategy saves, and FSDP2/DeepSpeed resume, through this).
@@ -315,11 +288,11 @@ class PromptModule(L.LightningModule):
             # Looked up once here, not through the data module for every row (metaprompt.evaluation.tasks).
             self.eval_tasks = dm.eval_tasks()
             self.evaluator = TaskEvaluator(self.eval_tasks.descriptions())
-            self.table = PredictionTable(self.hparams.log_predictions)
+            self.table = PredictionTable(self.evaluation.log_predictions)
         self._examples: list[dict] = []  # every test example's record (predictions.jsonl)
 
     def _eval_step(self, batch: dict, prefix: str) -> None:
-        scoring = self.hparams.generate_eval and self.evaluator is not None
+        scoring = self.evaluation.generate and self.evaluator is not None
         if prefix == "val" or not scoring:
             # Test scores come from ranking/generation; a loss pass there would cost a whole extra
             # forward per batch (~1/3 of evaluation on CPU), so only validation logs the loss.
@@ -327,7 +300,7 @@ class PromptModule(L.LightningModule):
             self.log(f"{prefix}/loss", out.loss, batch_size=len(batch["task_ids"]), sync_dist=True)
         if not scoring:
             return
-        ranked = self._rank_batch(batch) if self.hparams.label_scoring == "ranked" else {}
+        ranked = self._rank_batch(batch) if self.evaluation.label_scoring == "ranked" else {}
         rows = [i for i, uid in enumerate(batch["uids"]) if uid not in ranked]
         if self._synced_gpus():  # sharded: every rank decodes every batch, or generate() would deadlock
             rows = list(range(len(batch["uids"])))
@@ -422,16 +395,15 @@ class PromptModule(L.LightningModule):
         task_ids = batch["task_ids"][index]
         mask = batch["prompt_attention_mask"][index]
         keep = int(mask.any(0).nonzero()[0]) if mask.any() else 0  # drop columns that are padding in all kept rows
-        budget = {**DEFAULT_MAX_NEW_TOKENS, **(self.hparams.max_new_tokens or {})}
         row_types = [self._require_eval_tasks().task_type(t) for t in task_ids.tolist()]
-        stops = self.hparams.get("stop_strings") or {}
+        stops = self.evaluation.stop_strings
         stop = StopStrings(self._decode, [stops.get(t, ()) for t in row_types]) if stops else None
         generated = generate(
             self.backbone,
             batch["prompt_input_ids"][index][:, keep:],
             mask[:, keep:],
             self.prompt_for(task_ids),
-            max(budget[t] for t in set(row_types)),
+            max(self.evaluation.budget(t) for t in set(row_types)),
             self.tokenizer.eos_token_id,
             self.tokenizer.pad_token_id,
             synced_gpus=self._synced_gpus(),
@@ -475,7 +447,7 @@ class PromptModule(L.LightningModule):
         return rows
 
     def _eval_epoch_end(self, prefix: str) -> dict[str, float]:
-        if self.evaluator is None or not self.hparams.generate_eval:
+        if self.evaluator is None or not self.evaluation.generate:
             return {}
         scores = self.evaluator.compute()
         # compute() already synced the metric states across ranks (it must run on every rank)
@@ -499,7 +471,7 @@ class PromptModule(L.LightningModule):
         """
         scores = self._eval_epoch_end("test")
         report: dict[str, Any] = dict(scores)
-        if self.evaluator is not None and self.hparams.generate_eval:
+        if self.evaluator is not None and self.evaluation.generate:
             examples = gather_rows(self._examples)  # collective: every rank calls it
             report.update(task_report(examples, self.evaluator.primary_metric))
             numeric = {k: v for k, v in report.items() if k not in scores and not k.endswith("/scoring")}

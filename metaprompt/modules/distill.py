@@ -44,7 +44,7 @@ class MultitaskDistillation(PromptModule):
         shared_init: P* init: ``teacher_mean`` (mean of the teacher prompts) or a PromptInit name.
         factor_init: ``identity`` (every task prompt starts at P*, all r ranks trainable apart) or
             ``normal`` (PEFT's N(0, 0.02²)); see ``metaprompt.prompts.decomposed``.
-        factor_learning_rate: Learning rate of U, V (default: ``learning_rate``).
+        factor_lr: Learning rate of U, V (default: ``optim.lr``).
         decompose: ``False`` freezes U Vᵀ at 1, so every task shares the one prompt P* (the "no
             decomposition" ablation: a single prompt distilled from all teachers).
         teacher_cache: Precompute the teachers' outputs once: ``True`` (``<default_root_dir>/teacher_cache``),
@@ -66,7 +66,7 @@ class MultitaskDistillation(PromptModule):
         hidden_layers: tuple[int, ...] = (-1,),
         shared_init: str = "teacher_mean",
         factor_init: str = "identity",
-        factor_learning_rate: float | None = None,
+        factor_lr: float | None = None,
         decompose: bool = True,
         teacher_cache: bool | str = False,
         teacher_cache_topk: int = 64,
@@ -237,10 +237,10 @@ class MultitaskDistillation(PromptModule):
 
     def param_groups(self) -> list[dict]:
         groups = super().param_groups()  # P* (shared by all tasks) and the task-indexed U, V
-        if self.hparams.factor_learning_rate is not None:
+        if self.hparams.factor_lr is not None:
             for group in groups:
                 if group["task_indexed"]:
-                    group["lr"] = self.hparams.factor_learning_rate
+                    group["lr"] = self.hparams.factor_lr
         return groups
 
     def export_adapter(self, folder: str) -> None:

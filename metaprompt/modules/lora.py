@@ -10,6 +10,9 @@ from peft import LoraConfig, get_peft_model
 
 from metaprompt.adapters import AdapterConfig, save_adapter
 from metaprompt.modules.base import PromptModule, reject_prompt_length
+from metaprompt.optim import OptimArgs
+
+LORA_OPTIM = OptimArgs(lr=2e-4, weight_decay=0.0)
 
 
 class LoRA(PromptModule):
@@ -20,7 +23,9 @@ class LoRA(PromptModule):
         alpha: LoRA scaling numerator (scale = alpha / r).
         dropout: LoRA dropout.
         target_modules: Module names to adapt.
-        **kwargs: See :class:`PromptModule` (``learning_rate`` defaults to 2e-4 here).
+        optim: As in :class:`PromptModule`; the rate defaults to 2e-4 here (a common LoRA rate for 7-8B causal
+            LMs), weight decay to 0.
+        **kwargs: See :class:`PromptModule`.
     """
 
     def __init__(
@@ -29,11 +34,11 @@ class LoRA(PromptModule):
         alpha: int = 16,
         dropout: float = 0.05,
         target_modules: tuple[str, ...] = ("q_proj", "v_proj"),
+        optim: OptimArgs = LORA_OPTIM,
         **kwargs,
     ):
-        kwargs.setdefault("learning_rate", 2e-4)
         reject_prompt_length(kwargs, "LoRA")
-        super().__init__(**kwargs)
+        super().__init__(optim=OptimArgs.of(optim, **LORA_OPTIM.to_dict()), **kwargs)
         self.save_hyperparameters()
 
     def build_adapter(self) -> None:

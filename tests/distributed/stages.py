@@ -31,11 +31,9 @@ DATA = dict(
 # label_scoring="generated": these runs check that ranks decode in lock-step, so rqe (NLI) must be decoded too.
 COMMON = dict(
     prompt_length=4,
-    learning_rate=0.01,
-    max_new_tokens=MAX_NEW_TOKENS,
-    log_predictions=2,
+    optim={"lr": 0.01},
+    evaluation={"max_new_tokens": MAX_NEW_TOKENS, "log_predictions": 2, "label_scoring": "generated"},
     seed=0,
-    label_scoring="generated",
 )
 
 
@@ -49,7 +47,7 @@ def stage_module(stage: str, backbone: str, task_names: list[str], upstream: dic
     if stage == "teacher":
         return TeacherPromptTuning(**kw)
     if stage == "distill":
-        return MultitaskDistillation(teacher_adapter=upstream["teacher"], factor_learning_rate=0.005, **kw)
+        return MultitaskDistillation(teacher_adapter=upstream["teacher"], factor_lr=0.005, **kw)
     if stage == "target":
         return TargetAdaptation(metaprompt_adapter=upstream["distill"], **kw)
     if stage == "lora":

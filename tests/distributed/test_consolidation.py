@@ -41,7 +41,7 @@ def _batches(n=2):
 def trained(request, tmp_path_factory):
     torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp(request.param)
-    kw = dict(backbone="tiny-llama", task_names=TASKS, learning_rate=0.05, seed=0)
+    kw = dict(backbone="tiny-llama", task_names=TASKS, optim={"lr": 0.05}, seed=0)
     module = TeacherPromptTuning(prompt_length=4, **kw) if request.param == "teacher" else LoRA(r=2, dropout=0.0, **kw)
     trainer = L.Trainer(
         max_steps=2,

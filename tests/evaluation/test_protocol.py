@@ -23,14 +23,18 @@ N = 4  # test examples per task
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def run_test(module_cls, tasks, tmp_path, **kw):
+def run_test(module_cls, tasks, tmp_path, evaluation=None, **kw):
     dm = MultitaskDataModule(
         tasks=tasks, backbone="tiny-llama", max_length=256, batch_size=3, k_shot=0, max_eval_per_task=N,
         cache_dir=str(tmp_path / "cache"),
     )  # fmt: skip
     out = tmp_path / module_cls.__name__
     module = module_cls(
-        backbone="tiny-llama", task_names=dm.task_names, max_new_tokens={"re": 4}, output_dir=str(out), **kw
+        backbone="tiny-llama",
+        task_names=dm.task_names,
+        output_dir=str(out),
+        evaluation={"max_new_tokens": {"re": 4}, **(evaluation or {})},
+        **kw,
     )
     trainer = L.Trainer(
         accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False
@@ -76,7 +80,7 @@ def test_ranked_and_generated_tasks_report_scoring_intervals_and_every_example(d
 
 
 def test_generated_scoring_and_stages_without_prompts(data_root, tmp_path):
-    _, metrics, rows = run_test(BackboneOnly, "rqe", tmp_path / "gen", label_scoring="generated")
+    _, metrics, rows = run_test(BackboneOnly, "rqe", tmp_path / "gen", evaluation={"label_scoring": "generated"})
     assert metrics["rqe/scoring"] == "generated" and all(r["candidates"] is None for r in rows)
     for module_cls, kw in ((BackboneOnly, {}), (LoRA, {"r": 2})):  # prompt is None: ranking still works
         _, metrics, rows = run_test(module_cls, "rqe", tmp_path / module_cls.__name__, **kw)
@@ -85,8 +89,10 @@ def test_generated_scoring_and_stages_without_prompts(data_root, tmp_path):
 
 
 def test_label_scoring_is_validated():
-    with pytest.raises(ValueError, match=r"label_scoring must be one of \('ranked', 'generated'\), got 'ranking'"):
-        BackboneOnly(backbone="tiny-llama", task_names=["rqe"], label_scoring="ranking")
+    with pytest.raises(
+        ValueError, match=r"evaluation.label_scoring must be one of \('ranked', 'generated'\), got 'ranking'"
+    ):
+        BackboneOnly(backbone="tiny-llama", task_names=["rqe"], evaluation={"label_scoring": "ranking"})
 
 
 class SealedAfterSetup(MultitaskDataModule):
@@ -112,7 +118,9 @@ def test_evaluation_reads_its_task_table_once_not_the_datamodule_per_row(data_ro
         tasks="rqe,bioinfer", backbone="tiny-llama", max_length=256, batch_size=3, k_shot=0, max_eval_per_task=N,
         cache_dir=str(tmp_path / "cache"),
     )  # fmt: skip
-    module = PromptTuning(backbone="tiny-llama", task_names=dm.task_names, prompt_length=4, max_new_tokens={"re": 4})
+    module = PromptTuning(
+        backbone="tiny-llama", task_names=dm.task_names, prompt_length=4, evaluation={"max_new_tokens": {"re": 4}}
+    )
     trainer = L.Trainer(
         accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False
     )

@@ -42,7 +42,7 @@ def fixed_batches():
 
 def model():
     return TeacherPromptTuning(
-        backbone="tiny-llama", task_names=TASKS, prompt_length=4, learning_rate=0.05, warmup_steps=8, seed=0
+        backbone="tiny-llama", task_names=TASKS, prompt_length=4, optim={"lr": 0.05, "warmup_steps": 8}, seed=0
     )
 
 

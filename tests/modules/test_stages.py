@@ -139,7 +139,7 @@ def test_teacher_overfits_one_batch():
     distribution at all (its logits stay within about +-1.3, so the loss cannot go below ~9.5), so its
     weight matrices are scaled by 15 first; the prompt is then re-initialised from the scaled vocabulary.
     """
-    module = TeacherPromptTuning(backbone="tiny-llama", task_names=["a"], prompt_length=8, learning_rate=0.1)
+    module = TeacherPromptTuning(backbone="tiny-llama", task_names=["a"], prompt_length=8, optim={"lr": 0.1})
     module.configure_model()
     with torch.no_grad():
         for p in module.backbone.parameters():
@@ -169,7 +169,7 @@ def distilled(teacher_adapter, tmp_path_factory):
         backbone="tiny-llama",
         task_names=TASKS,
         rank=RANK,
-        factor_learning_rate=0.05,
+        factor_lr=0.05,
     )
     before = train(module)
     folder = tmp_path_factory.mktemp("distill")
@@ -324,7 +324,7 @@ def test_zero_shot_target_adaptation_tests_without_fit(distilled, data_root, tmp
         metaprompt_adapter=str(distilled[2]),
         backbone="tiny-llama",
         task_names=dm.task_names,
-        max_new_tokens={"nli": 4},
+        evaluation={"max_new_tokens": {"nli": 4}},
         output_dir=str(tmp_path / "out"),
     )
     trainer(1).test(module, datamodule=dm, verbose=False)
@@ -345,8 +345,8 @@ def test_stop_strings_cut_generated_answers(data_root, tmp_path):
 
     def generations(**kw):
         module = BackboneOnly(
-            backbone="tiny-llama", task_names=dm.task_names, label_scoring="generated",
-            max_new_tokens={"nli": 8}, output_dir=str(tmp_path / "out"), **kw,
+            backbone="tiny-llama", task_names=dm.task_names, output_dir=str(tmp_path / "out"),
+            evaluation={"label_scoring": "generated", "max_new_tokens": {"nli": 8}, **kw},
         )  # fmt: skip
         trainer(1).test(module, datamodule=dm, verbose=False)
         rows = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
@@ -360,14 +360,14 @@ def test_stop_strings_cut_generated_answers(data_root, tmp_path):
     assert cut[uid] == text[: text.index(stop)]
     assert all(cut[u] == (t[: t.index(stop)] if stop in t else t) for u, t in free.items())
     with pytest.raises(ValueError, match="stop_strings"):
-        BackboneOnly(backbone="tiny-llama", stop_strings={"nli": "\n"})
+        BackboneOnly(backbone="tiny-llama", evaluation={"stop_strings": {"nli": "\n"}})
 
 
 # --- baseline: LoRA --------------------------------------------------------------------------------------------
 
 
 def test_lora_trains_only_its_adapters_and_exports(tmp_path):
-    module = LoRA(backbone="tiny-llama", task_names=["a"], r=4, learning_rate=1e-2)
+    module = LoRA(backbone="tiny-llama", task_names=["a"], r=4, optim={"lr": 1e-2})
     before = train(module, steps=3, loader=batches(task_ids=[0, 0]))
     lora_names = {n for n in before if ".lora_" in n}
     assert lora_names and all("q_proj" in n or "v_proj" in n for n in lora_names)
@@ -389,7 +389,7 @@ def test_lora_trains_only_its_adapters_and_exports(tmp_path):
 
 
 def test_a_step_without_task_b_leaves_its_teacher_prompt_bit_identical():
-    module = TeacherPromptTuning(backbone="tiny-llama", task_names=TASKS, prompt_length=LENGTH, learning_rate=0.1)
+    module = TeacherPromptTuning(backbone="tiny-llama", task_names=TASKS, prompt_length=LENGTH, optim={"lr": 0.1})
     module.configure_model()
     loader = DataLoader([make_batch(0, task_ids=[0, 1]), make_batch(1, task_ids=[0, 0])], batch_size=None)
     seen = []
@@ -407,7 +407,7 @@ def test_a_step_without_task_b_leaves_its_teacher_prompt_bit_identical():
 
 def test_with_one_task_per_batch_each_teacher_learns_what_it_learns_alone():
     """tasks_per_batch=1 (data/grouping.py): a multi-teacher run == each teacher trained on its own batches."""
-    together = TeacherPromptTuning(backbone="tiny-llama", task_names=TASKS, prompt_length=LENGTH, learning_rate=0.1)
+    together = TeacherPromptTuning(backbone="tiny-llama", task_names=TASKS, prompt_length=LENGTH, optim={"lr": 0.1})
     together.configure_model()
     own = {t: [make_batch(10 * t + i, task_ids=[t] * 4) for i in range(3)] for t in range(K)}
     interleaved = [own[t][i] for i in range(3) for t in range(K)]  # a, b, a, b, a, b
@@ -415,7 +415,7 @@ def test_with_one_task_per_batch_each_teacher_learns_what_it_learns_alone():
     trainer(len(interleaved)).fit(together, train_dataloaders=DataLoader(interleaved, batch_size=None))
     for t in range(K):
         alone = TeacherPromptTuning(
-            backbone="tiny-llama", task_names=[TASKS[t]], prompt_length=LENGTH, learning_rate=0.1
+            backbone="tiny-llama", task_names=[TASKS[t]], prompt_length=LENGTH, optim={"lr": 0.1}
         )
         alone.configure_model()
         with torch.no_grad():

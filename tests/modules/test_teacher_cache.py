@@ -133,7 +133,7 @@ def test_fit_builds_the_cache_under_the_run_folder_once(data_root, tmp_path):
             task_names=dm.task_names,
             prompt_length=4,
             teacher_cache=True,
-            generate_eval=False,
+            evaluation={"generate": False},
         )
         trainer = L.Trainer(
             max_steps=2,
