@@ -14,9 +14,11 @@ The package reads top to bottom along the data's way through it::
     modules/      one LightningModule per stage on a shared base: teacher, distill (+ teacher_cache),
                   target, lora; fsdp2.py lays a stage out for FSDP2
     losses.py     CE + λ (τ²·KL + β·hidden MSE), the one place the MPT loss is written
-    optim.py      TaskAdamW: a task's rows move only on steps whose batch had that task
+    optim.py      OptimArgs (the modules' `optim` group: AdamW, warm-up, decay schedule); TaskAdamW:
+                  a task's rows move only on steps whose batch had that task
+    groups.py     ArgGroup: validated frozen argument groups (optim, evaluation) the CLI parses nested
     evaluation/   metrics, ranked log-likelihood scoring, bootstrap intervals, constant-answer floors,
-                  the per-task table a stage reads once in setup (tasks.py)
+                  the per-task table a stage reads once in setup (tasks.py), EvalArgs (args.py)
     adapters.py   portable adapter files (safetensors + JSON); PEFT export
     scale/        DDP / FSDP2 / DeepSpeed ZeRO strategies, gathered export (imports nothing above it)
     consolidation.py  any checkpoint (DDP file, ZeRO / FSDP2 folder) -> the portable adapter file
