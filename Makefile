@@ -12,7 +12,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test test-fast test-dist demo stats lint clean bench bench-smoke
+.PHONY: install test test-fast test-dist demo reproduce stats lint clean bench bench-smoke
 
 install: $(STAMP)
 
@@ -50,6 +50,11 @@ stats: install
 
 demo: install
 	$(VENV)/bin/metaprompt demo
+
+# The paper's comparison (metaprompt/reproduce.py), resumable: rerun to continue; TIME_BUDGET=MIN for a chunk.
+PRESET ?= smoke
+reproduce: install
+	$(VENV)/bin/metaprompt reproduce -c lightning_configs/reproduce/$(PRESET).yaml $(if $(TIME_BUDGET),--time-budget $(TIME_BUDGET))
 
 lint: install
 	$(VENV)/bin/ruff check metaprompt tests bench

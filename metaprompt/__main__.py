@@ -4,12 +4,14 @@ metaprompt data stats [--root DIR] [--backbone NAME] [--max-length N]
 metaprompt fit|validate|test|predict -c lightning_configs/<stage>.yaml   (LightningCLI)
 metaprompt pipeline -c lightning_configs/demo.yaml                       (the chain + baselines)
 metaprompt sweep|ladder -c lightning_configs/ladder.yaml                 (learning rates; the sanity ladder)
+metaprompt reproduce -c lightning_configs/reproduce/<preset>.yaml [--time-budget MIN]  (the paper's comparison)
 metaprompt configs                                                       (the shipped configs, by name)
 
 ``-c`` takes a file, or the name of a shipped config (``lightning_configs/teacher.yaml``, ``teacher``) from
 any directory: the configs are package data (metaprompt/configs.py).
 
-Exit status of ``ladder``: 0 complete, 3 stopped by --pipeline.max_minutes (rerun to continue).
+Exit status of ``ladder`` and ``reproduce``: 0 complete, 3 stopped by --pipeline.max_minutes /
+--time-budget (rerun to continue).
 """
 
 from __future__ import annotations
@@ -64,24 +66,48 @@ def pipeline_main(argv: list[str]) -> int:
     return 0
 
 
-def parse_ladder_config(argv: list[str], prog: str = "metaprompt ladder", sweep: bool = False):
+def parse_ladder_config(argv: list[str], prog: str = "metaprompt ladder", sweep: bool = False, cls: type | None = None):
     """``-c lightning_configs/ladder.yaml [--pipeline.<field> value ...]`` -> ``(LadderConfig, namespace)``.
 
-    The sweep also takes ``--stages teacher,distill,...`` and ``--metaprompt_adapter DIR``.
+    The sweep also takes ``--stages teacher,distill,...`` and ``--metaprompt_adapter DIR``; ``cls`` is the
+    config class (``ReproduceConfig`` for ``reproduce``, which also takes ``--time-budget MIN``).
     """
     from jsonargparse import ActionConfigFile, ArgumentParser
 
     from metaprompt.ladder import LadderConfig
 
-    parser = ArgumentParser(prog=prog, description="the sanity ladder (lightning_configs/ladder.yaml)")
-    parser.add_argument("-c", "--config", action=ActionConfigFile, help="ladder YAML")
-    parser.add_class_arguments(LadderConfig, "pipeline", as_group=False)
+    cls = cls or LadderConfig
+    parser = ArgumentParser(prog=prog, description=f"{prog} (a {cls.__name__} YAML)")
+    parser.add_argument("-c", "--config", action=ActionConfigFile, help="ladder / reproduction YAML")
+    parser.add_class_arguments(cls, "pipeline", as_group=False)
     if sweep:
         parser.add_argument("--stages", type=str, default="teacher,distill,target,prompt_tuning,LoRA")
         parser.add_argument("--metaprompt_adapter", type=str | None, default=None)
+    if cls is not LadderConfig:
+        parser.add_argument(
+            "--time-budget", dest="time_budget", type=float | None, default=None,
+            help="minutes: start no new run after this (same as --pipeline.max_minutes); rerun to continue",
+        )  # fmt: skip
     args = parser.instantiate_classes(parser.parse_args(argv))
     ns = args.pipeline
-    return LadderConfig(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(LadderConfig)}), args
+    config = cls(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(cls)})
+    if args.get("time_budget") is not None:
+        config.max_minutes = args.time_budget
+    return config, args
+
+
+def reproduce_main(argv: list[str]) -> int:
+    """``metaprompt reproduce -c PRESET [--time-budget MIN]``: exit 0 complete, 3 stopped (rerun), 2 no preset."""
+    from metaprompt.configs import CONFIG_DIR
+    from metaprompt.reproduce import ReproduceConfig, Reproduction
+
+    if not any(a in ("-c", "--config") or a.startswith("--config=") for a in argv):
+        shipped = sorted(p.stem for p in (CONFIG_DIR / "reproduce").glob("*.yaml"))
+        print(f"metaprompt reproduce: give a preset, -c lightning_configs/reproduce/<preset>.yaml (shipped: "
+              f"{', '.join(shipped)})", file=sys.stderr)  # fmt: skip
+        return 2
+    config, _ = parse_ladder_config(argv, "metaprompt reproduce", cls=ReproduceConfig)
+    return 0 if Reproduction(config).run()["complete"] else 3
 
 
 def ladder_main(argv: list[str], sweep: bool = False) -> int:
@@ -107,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         return list_main(argv[1:])
     if argv[:1] == ["pipeline"]:
         return pipeline_main(argv[1:])
+    if argv[:1] == ["reproduce"]:
+        return reproduce_main(argv[1:])
     if argv[:1] in (["ladder"], ["sweep"]):
         return ladder_main(argv[1:], sweep=argv[0] == "sweep")
     if argv[:1] == ["demo"]:  # the pipeline on the embedded backbone and a small real-task subset

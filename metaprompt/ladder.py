@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from metaprompt.ladder_report import k_order
 from metaprompt.modules import MultitaskDistillation
 from metaprompt.pipeline import Pipeline, PipelineConfig, Run, Stage, check_settings
 
@@ -193,17 +194,15 @@ class Ladder(Pipeline):
                         task, model=meta,
                     )
                 )  # fmt: skip
-        plan = sorted({(i, k, seed) for k, seeds in cfg.shots.items() for i, seed in enumerate(seeds)})
-        adapted = (
-            ("metaprompt adapted", "target", cfg.target, meta),
-            ("prompt tuning", "prompt_tuning", cfg.prompt_tuning, {"prompt_length": cfg.prompt_length}),
-            ("LoRA", "lora", cfg.lora, {}),
+        plan = sorted(
+            {(i, k, seed) for k, seeds in cfg.shots.items() for i, seed in enumerate(seeds)},
+            key=lambda p: (p[0], k_order(p[1]), p[2]),
         )
         for _, k, seed in plan:  # seed index first: every k's first seed before any second seed
             for task in tasks:
-                for system, stage, settings, model in adapted:
+                for system, folder, stage, settings, model in self.adapted_systems(meta):
                     if system in cfg.systems:
-                        runs.append(self._adapted_run(task, system, system, stage, settings, k, seed, model))
+                        runs.append(self._adapted_run(task, system, folder, stage, settings, k, seed, model))
         distilled: set[str] = set()
         for seed in cfg.ablation_seeds:  # ablations last: each distils its own metaprompt first
             for variant in cfg.ablations:
@@ -220,9 +219,29 @@ class Ladder(Pipeline):
                     )  # fmt: skip
         return runs
 
+    def adapted_systems(self, meta: dict[str, Any]) -> list[tuple[str, str, str, Stage, dict[str, Any]]]:
+        """``(system, folder name, stage, its settings, module arguments)`` of each adapted system;
+        ``meta`` points the target stage at the distilled metaprompt."""
+        cfg = self.config
+        return [
+            ("metaprompt adapted", "metaprompt adapted", "target", cfg.target, meta),
+            (
+                "prompt tuning",
+                "prompt tuning",
+                "prompt_tuning",
+                cfg.prompt_tuning,
+                {"prompt_length": cfg.prompt_length},
+            ),
+            ("LoRA", "LoRA", "lora", cfg.lora, {}),
+        ]
+
+    def k_shot(self, k: int | str) -> int | str:
+        """The data module's ``k_shot`` for the ladder's k."""
+        return k
+
     def _adapted_run(self, task, system, folder_name, stage, settings, k, seed, model) -> Run:
         """One adapted system on one target at k shots and one seed, with the ladder's equal steps at k."""
-        at_k = Stage(self.config.steps[k], dict(settings.model), {**settings.data, "k_shot": k})
+        at_k = Stage(self.config.steps[k], dict(settings.model), {**settings.data, "k_shot": self.k_shot(k)})
         folder = self.out / "targets" / task / folder_name.replace(" ", "_") / f"k{k}-s{seed}"
         return self.make_run(f"{task}/{system}/k{k}-s{seed}", stage, folder, at_k, task, seed=seed, model=model)
 

@@ -23,7 +23,14 @@ from metaprompt.evaluation.constant import best_constant
 from metaprompt.evaluation.evaluator import PRIMARY_METRIC, PRIMARY_OVERRIDES
 
 SYSTEM_ORDER = ("backbone zero-shot", "metaprompt zero-shot", "metaprompt adapted", "prompt tuning", "LoRA")
+FOLDER_SYSTEMS = {"metaprompt_adapted_plus_shared": "metaprompt adapted + shared prompt"}
+"""Systems whose folder name is not the name with spaces as underscores (not ablations of the metaprompt)."""
 COLUMNS = ("role", "task", "system", "k", "seed", "score", "ci_low", "ci_high", "n_test", "scoring")
+
+
+def k_order(k: int | str) -> tuple[int, int | str]:
+    """Sort key of a k: the numbers in order, then ``"all"``."""
+    return (0, k) if isinstance(k, int) else (1, str(k))
 
 
 def primary(task: str, row: dict) -> str:
@@ -90,7 +97,8 @@ def collect(out: Path, current: set[Path] | None = None) -> tuple[list[Run], int
     for metrics in sorted((out / "targets").glob("*/*/k*-s*/metrics.json")):
         folder = metrics.parent
         k, seed = folder.name[1:].split("-s")
-        found.append(("target", folder.parent.name.replace("_", " "), int(k), int(seed), folder))
+        system = FOLDER_SYSTEMS.get(folder.parent.name, folder.parent.name.replace("_", " "))
+        found.append(("target", system, int(k) if k.isdigit() else k, int(seed), folder))
     kept = [f for f in found if current is None or f[-1].resolve() in current]
     return [Run(*f) for f in kept], len(found) - len(kept)
 
@@ -189,7 +197,7 @@ def target_tables(runs: list[Run]) -> list[str]:
             lines.append("")
         lines += ["| system | k | seeds | score (mean ± sd) | per seed [95% CI] | − prompt tuning | − LoRA |",
                   "|---|---:|---:|---:|---|---|---|"]  # fmt: skip
-        systems = sorted({(r.system, r.k) for r in mine if r.k > 0}, key=lambda s: (s[1], s[0]))
+        systems = sorted({(r.system, r.k) for r in mine if r.k != 0}, key=lambda s: (k_order(s[1]), s[0]))
         for system, k in systems:
             seeds = sorted(r.seed for r in mine if (r.system, r.k) == (system, k))
             scores = [get[(system, k, s)].metrics[f"{task}/score"] for s in seeds]
@@ -213,10 +221,13 @@ def ablation_tables(runs: list[Run]) -> list[str]:
     """Rung (e): each ablated student's adapted runs (and prompt tuning: the target prompt from a random
     init instead of P*) against the full metaprompt, seed by seed, at the k the ablations ran with."""
     full = "metaprompt adapted"
-    ablated = sorted({r.system for r in runs if r.role == "target" and r.system.startswith(full + " ")})
+    extra = set(FOLDER_SYSTEMS.values())
+    ablated = sorted(
+        {r.system for r in runs if r.role == "target" and r.system.startswith(full + " ") and r.system not in extra}
+    )
     if not ablated:
         return ["(no ablation runs yet)", ""]
-    ks = sorted({r.k for r in runs if r.system in ablated})
+    ks = sorted({r.k for r in runs if r.system in ablated}, key=k_order)
     lines = [
         "| target | k | variant | seeds | score (mean ± sd) | full metaprompt (mean ± sd) | variant − full, per seed [paired 95% CI] |",
         "|---|---:|---|---:|---:|---:|---|",
@@ -275,9 +286,9 @@ def compute_lines(out: Path, current: set[Path] | None = None) -> list[str]:
     ]
 
 
-def write_report(out: Path, complete: bool, current: set[Path] | None = None) -> None:
-    """Write ``results.csv`` and ``results.md`` from whatever has finished under ``out`` (only the
-    ``current`` folders, when given: see :func:`collect`)."""
+def write_report(out: Path, complete: bool, current: set[Path] | None = None, title: str = "Sanity ladder") -> None:
+    """Write ``results.csv`` and ``results.md`` (headed ``title``) from whatever has finished under ``out``
+    (only the ``current`` folders, when given: see :func:`collect`)."""
     runs, stale = collect(out, current)
     with (out / "results.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
@@ -286,7 +297,7 @@ def write_report(out: Path, complete: bool, current: set[Path] | None = None) ->
             writer.writerows(run.csv_rows())
     status = "complete" if complete else "PARTIAL (rerun the same command to continue)"
     lines = [
-        f"# Sanity ladder ({status})",
+        f"# {title} ({status})",
         "",
         "Scores x100 with 95% percentile bootstrap intervals (1,000 resamples of the test examples); differences",
         "are paired bootstraps on the same examples, seed-matched for trained systems.",

@@ -224,6 +224,8 @@ def run_identity(config: dict[str, Any]) -> dict[str, Any]:
 class Pipeline:
     """Runs a :class:`PipelineConfig` stage by stage (see module docstring)."""
 
+    SYSTEMS: tuple[str, ...] = SYSTEMS  # the systems this runner knows (``config.systems`` is a subset)
+
     STAGE_MODULES: dict[str, type] = {
         "teacher": TeacherPromptTuning,
         "distill": MultitaskDistillation,
@@ -237,9 +239,9 @@ class Pipeline:
         self.out = Path(config.output_dir)
         self._fingerprints: dict[str, str] = {}
         self._run_keys: dict[Path, str] = {}  # run folder -> its current key (for the runs reading its adapter)
-        unknown = set(config.systems) - set(SYSTEMS)
+        unknown = set(config.systems) - set(self.SYSTEMS)
         if unknown:
-            raise ValueError(f"unknown system(s) {sorted(unknown)}; choose from {SYSTEMS}")
+            raise ValueError(f"unknown system(s) {sorted(unknown)}; choose from {self.SYSTEMS}")
         self.check_settings()
 
     def check_settings(self) -> None:

@@ -1,0 +1,58 @@
+"""``metaprompt reproduce``: the shipped smoke preset end to end on the tiny backbone and real (small) data."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+from safetensors.torch import load_file
+
+from metaprompt.__main__ import main, parse_ladder_config
+from metaprompt.reproduce import PLUS_SHARED, ReproduceConfig, Reproduction
+
+pytestmark = pytest.mark.slow
+
+SMOKE = "lightning_configs/reproduce/smoke.yaml"
+
+
+def smoke(out, root, *extra):
+    return ["reproduce", "-c", SMOKE, "--pipeline.output_dir", str(out), "--pipeline.data.root", str(root), *extra]
+
+
+def test_the_smoke_preset_runs_every_system_and_k_then_only_reports(tmp_path, data_root, capsys):
+    assert main(smoke(tmp_path, data_root, "--time-budget", "0")) == 3  # no time: nothing starts, rerun
+    assert "time is up before sources/backbone zero-shot" in capsys.readouterr().out
+    assert (tmp_path / "results.md").read_text().startswith("# Reproduction (PARTIAL")
+    assert main(smoke(tmp_path, data_root)) == 0
+    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
+    targets = {(r["task"], r["system"], r["k"], r["seed"]) for r in rows if r["role"] == "target"}
+    systems = ("metaprompt adapted", PLUS_SHARED, "prompt tuning", "LoRA")
+    for task in ("rqe", "head_qa"):
+        assert {(task, "backbone zero-shot", "0", "0"), (task, "metaprompt zero-shot", "0", "0")} <= targets
+        for system in systems:
+            assert {(task, system, "4", "0"), (task, system, "4", "1"), (task, system, "all", "0")} <= targets
+    assert len(targets) == 2 * (2 + 4 * 3)
+    md = (tmp_path / "results.md").read_text()
+    assert md.startswith("# Reproduction (complete)") and f"| {PLUS_SHARED} | all | 1 |" in md
+    # + shared prompt trains P* (and writes it); factors only leaves P* in the metaprompt's adapter
+    run = tmp_path / "targets" / "rqe"
+    plus = load_file(run / "metaprompt_adapted_plus_shared" / "k4-s0" / "adapter" / "adapter.safetensors")
+    factors = load_file(run / "metaprompt_adapted" / "k4-s0" / "adapter" / "adapter.safetensors")
+    meta = load_file(tmp_path / "distill" / "adapter" / "adapter.safetensors")
+    assert "shared_prompt" not in factors and not plus["shared_prompt"].equal(meta["shared_prompt"])
+    # k = "all" capped at all_cap examples per task
+    assert "k_shot: 8" in (run / "LoRA" / "kall-s0" / "config.yaml").read_text()
+    capsys.readouterr()
+    assert main(smoke(tmp_path, data_root)) == 0  # finished: only reports
+    out = capsys.readouterr().out
+    assert "done in" not in out and out.count("up to date, skipped") == 31
+
+
+def test_reproduce_needs_a_preset_and_rejects_a_bad_k(tmp_path, capsys):
+    assert main(["reproduce"]) == 2
+    assert "shipped: smoke" in capsys.readouterr().err
+    config, _ = parse_ladder_config(["-c", SMOKE, "--time-budget", "7"], cls=ReproduceConfig)
+    assert config.max_minutes == 7 and config.shots == {4: [0, 1], "all": [0]}
+    config.shots = {"most": [0]}
+    with pytest.raises(ValueError, match=r"shots keys must be positive ints or 'all', got \['most'\]"):
+        Reproduction(config)
