@@ -79,7 +79,7 @@ class Ladder(Pipeline):
         for variant, overrides in config.ablations.items():
             check_settings(f"ablations[{variant!r}]", overrides, MultitaskDistillation, "model")
         self.started = time.monotonic()
-        self._current: set[Path] | None = None  # set while current_folders() walks the plan
+        self._current: dict[Path, Path] | None = None  # set while current_folders() walks the plan
 
     def execute(self, run: Run) -> dict:
         """:meth:`Pipeline.execute` within the chunk's time, with the prompt text dropped from its predictions."""
@@ -88,7 +88,7 @@ class Ladder(Pipeline):
             _, _, record, current = self.record_status(run)
             if self._current is not None:  # walking the plan: note the run if its record is current, run nothing
                 if current:
-                    self._current.update({run.folder.resolve(), record.resolve()})
+                    self._current[run.folder.resolve()] = record.resolve()
                 return {}
             # a stale record (earlier settings, or an upstream stage reran) is a run to do, like a missing one
             if not current and time.monotonic() - self.started > 60 * limit:
@@ -118,11 +118,12 @@ class Ladder(Pipeline):
         """Every run of the ladder, in the order it runs them."""
         return self.source_runs() + self.target_runs()
 
-    def current_folders(self) -> set[Path]:
-        """The run folders (and their ``done/`` records) whose record matches what this config would run
-        now (settings, data and upstream adapters): the only results a report may show. A folder left from
-        an earlier config or an upstream stage that has since rerun is stale until its own run redoes it."""
-        self._current = set()
+    def current_folders(self) -> dict[Path, Path]:
+        """The run folders whose record matches what this config would run now (settings, data and
+        upstream adapters), each with its ``done/`` record: the only results a report may show. A folder
+        left from an earlier config or an upstream stage that has since rerun is stale until its own run
+        redoes it."""
+        self._current = {}
         try:
             for run in self.plan():
                 self.execute(run)

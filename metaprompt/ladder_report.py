@@ -20,12 +20,16 @@ import torch
 
 from metaprompt.evaluation.bootstrap import FAMILY_METRICS, paired_bootstrap, stats_family
 from metaprompt.evaluation.constant import best_constant
-from metaprompt.evaluation.evaluator import PRIMARY_METRIC, PRIMARY_OVERRIDES
+from metaprompt.evaluation.evaluator import PRIMARY_METRIC, PRIMARY_OVERRIDES, QA_KINDS
 
 SYSTEM_ORDER = ("backbone zero-shot", "metaprompt zero-shot", "metaprompt adapted", "prompt tuning", "LoRA")
 FOLDER_SYSTEMS = {"metaprompt_adapted_plus_shared": "metaprompt adapted + shared prompt"}
 """Systems whose folder name is not the name with spaces as underscores (not ablations of the metaprompt)."""
-COLUMNS = ("role", "task", "system", "k", "seed", "score", "ci_low", "ci_high", "n_test", "scoring")
+COLUMNS = (
+    "role", "task", "task_type", "system", "k", "seed", "metric", "score", "ci_low", "ci_high", "n_test", "scoring",
+    "trainable_params", "trainable_pct", "adapter_bytes", "train_seconds", "eval_seconds",
+)  # fmt: skip
+"""results.csv: a run's record gives its cost columns (blank where it has none, e.g. no adapter written)."""
 
 
 def k_order(k: int | str) -> tuple[int, int | str]:
@@ -49,9 +53,10 @@ def primaries(task: str, rows: list[dict]) -> dict[str, str]:
 class Run:
     """One evaluated run: its per-task scores and per-example rows."""
 
-    def __init__(self, role: str, system: str, k: int, seed: int, folder: Path):
+    def __init__(self, role: str, system: str, k: int | str, seed: int, folder: Path, record: Path | None = None):
         self.role, self.system, self.k, self.seed, self.folder = role, system, k, seed, folder
         self.metrics = json.loads((folder / "metrics.json").read_text())
+        self.record = json.loads(record.read_text())["result"] if record is not None and record.is_file() else {}
         self._rows: list[dict] | None = None
 
     def rows(self, task: str) -> list[dict]:
@@ -65,26 +70,35 @@ class Run:
 
     def csv_rows(self) -> list[dict]:
         out = []
+        m, rec = self.metrics, self.record
+        fraction = m.get("trainable_fraction", rec.get("trainable_fraction"))
         for task in self.tasks():
-            m = self.metrics
+            rows = self.rows(task)
+            kinds = primaries(task, rows)
             out.append(
                 {
                     "role": self.role, "task": task, "system": self.system, "k": self.k, "seed": self.seed,
+                    "task_type": "+".join(sorted({"qa" if kind in QA_KINDS else kind for kind in kinds})),
+                    "metric": "+".join(sorted(set(kinds.values()))),
                     "score": m[f"{task}/score"], "ci_low": m.get(f"{task}/ci_low"), "ci_high": m.get(f"{task}/ci_high"),
                     "n_test": m.get(f"{task}/n_test"), "scoring": m.get(f"{task}/scoring"),
+                    "trainable_params": m.get("trainable_params", rec.get("trainable_params")),
+                    "trainable_pct": None if fraction is None else round(100 * fraction, 6),
+                    "adapter_bytes": rec.get("adapter_bytes"), "train_seconds": rec.get("train_seconds"),
+                    "eval_seconds": rec.get("eval_seconds"),
                 }
             )  # fmt: skip
         return out
 
 
-def collect(out: Path, current: set[Path] | None = None) -> tuple[list[Run], int]:
+def collect(out: Path, current: dict[Path, Path] | None = None) -> tuple[list[Run], int]:
     """Every finished run under a ladder folder, and how many stale ones were left out.
 
     Args:
         out: The ladder's output folder.
-        current: Resolved folders whose record matches the present config (``Ladder.current_folders``);
-            a finished folder outside it is stale (an earlier config, or its upstream stage reran) and is
-            not reported. None: every finished folder.
+        current: Resolved folders whose record matches the present config, each with its record
+            (``Ladder.current_folders``); a finished folder outside it is stale (an earlier config, or its
+            upstream stage reran) and is not reported. None: every finished folder (no cost columns).
     """
     found = []
     for role, system, folder in (
@@ -100,7 +114,8 @@ def collect(out: Path, current: set[Path] | None = None) -> tuple[list[Run], int
         system = FOLDER_SYSTEMS.get(folder.parent.name, folder.parent.name.replace("_", " "))
         found.append(("target", system, int(k) if k.isdigit() else k, int(seed), folder))
     kept = [f for f in found if current is None or f[-1].resolve() in current]
-    return [Run(*f) for f in kept], len(found) - len(kept)
+    records = current or {}
+    return [Run(*f, records.get(f[-1].resolve())) for f in kept], len(found) - len(kept)
 
 
 def paired(a: Run, b: Run, task: str) -> tuple[float, float, float]:
@@ -264,11 +279,12 @@ def machine() -> str:
     return f"{os.cpu_count()} CPU cores ({model}){memory}{gpu}"
 
 
-def compute_lines(out: Path, current: set[Path] | None = None) -> list[str]:
+def compute_lines(out: Path, current: dict[Path, Path] | None = None) -> list[str]:
     """What the tables cost: the summed wall time of the runs recorded under ``out/done`` (those in
     ``current`` when given, and the learning-rate sweep's)."""
     paths = sorted((out / "done").glob("*.json"))
-    keep = [p for p in paths if current is None or p.stem.startswith("sweep__") or p.resolve() in current]
+    records = None if current is None else set(current.values())
+    keep = [p for p in paths if records is None or p.stem.startswith("sweep__") or p.resolve() in records]
     records = {p.stem: json.loads(p.read_text())["result"] for p in keep}
 
     def hours(names: list[str], key: str = "seconds") -> float:
@@ -286,7 +302,9 @@ def compute_lines(out: Path, current: set[Path] | None = None) -> list[str]:
     ]
 
 
-def write_report(out: Path, complete: bool, current: set[Path] | None = None, title: str = "Sanity ladder") -> None:
+def write_report(
+    out: Path, complete: bool, current: dict[Path, Path] | None = None, title: str = "Sanity ladder"
+) -> None:
     """Write ``results.csv`` and ``results.md`` (headed ``title``) from whatever has finished under ``out``
     (only the ``current`` folders, when given: see :func:`collect`)."""
     runs, stale = collect(out, current)

@@ -382,6 +382,9 @@ class Pipeline:
         if model.backbone is None:
             model.configure_model()
         result.update(model.parameter_counts())
+        adapter = run.folder / "adapter"
+        if adapter.is_dir():  # what a user stores per task (the report's adapter_bytes)
+            result["adapter_bytes"] = sum(p.stat().st_size for p in adapter.iterdir() if p.is_file())
         result.update(timing)  # train (fit + export) and eval (test) separately; "seconds" is the whole run
         result["seconds"] = round(time.perf_counter() - start, 1)
         record.parent.mkdir(parents=True, exist_ok=True)

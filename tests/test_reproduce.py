@@ -32,6 +32,14 @@ def test_the_smoke_preset_runs_every_system_and_k_then_only_reports(tmp_path, da
         for system in systems:
             assert {(task, system, "4", "0"), (task, system, "4", "1"), (task, system, "all", "0")} <= targets
     assert len(targets) == 2 * (2 + 4 * 3)
+    for r in rows:  # what each row measured and what it cost, from the run's record
+        assert (r["task_type"], r["metric"]) == {"rqe": ("nli", "accuracy"), "head_qa": ("qa", "accuracy"),
+                                                 "gad": ("re", "f1"), "kqa_nli": ("nli", "accuracy")}[r["task"]]  # fmt: skip
+        assert r["eval_seconds"] != ""  # every row was scored (tenths of a second: may round to 0.0)
+        trained = r["k"] != "0" or r["system"] in ("teacher", "student")
+        assert (float(r["train_seconds"] or 0) > 0) == trained and (int(r["adapter_bytes"] or 0) > 0) == trained
+    lora = next(r for r in rows if r["system"] == "LoRA")
+    assert int(lora["adapter_bytes"]) > int(next(r for r in rows if r["system"] == PLUS_SHARED)["adapter_bytes"])
     md = (tmp_path / "results.md").read_text()
     assert md.startswith("# Reproduction (complete)") and f"| {PLUS_SHARED} | all | 1 |" in md
     # + shared prompt trains P* (and writes it); factors only leaves P* in the metaprompt's adapter
