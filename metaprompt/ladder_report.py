@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -303,10 +304,14 @@ def compute_lines(out: Path, current: dict[Path, Path] | None = None) -> list[st
 
 
 def write_report(
-    out: Path, complete: bool, current: dict[Path, Path] | None = None, title: str = "Sanity ladder"
+    out: Path,
+    complete: bool,
+    current: dict[Path, Path] | None = None,
+    title: str = "Sanity ladder",
+    summary: Callable[[list[Run]], list[str]] | None = None,
 ) -> None:
-    """Write ``results.csv`` and ``results.md`` (headed ``title``) from whatever has finished under ``out``
-    (only the ``current`` folders, when given: see :func:`collect`)."""
+    """Write ``results.csv`` and ``results.md`` (headed ``title``, ``summary(runs)``'s lines first) from
+    whatever has finished under ``out`` (only the ``current`` folders, when given: see :func:`collect`)."""
     runs, stale = collect(out, current)
     with (out / "results.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
@@ -330,6 +335,7 @@ def write_report(
             if stale
             else []
         ),
+        *(summary(runs) if summary else []),
         "## Sources: teachers and student vs the zero-shot backbone (validation split)",
         "",
         *source_tables(runs),

@@ -68,5 +68,6 @@ class Reproduction(Ladder):
 
     def report(self, complete: bool = False) -> None:
         from metaprompt.ladder_report import write_report
+        from metaprompt.reproduce_report import comparison_lines
 
-        write_report(self.out, complete, self.current_folders(), title="Reproduction")
+        write_report(self.out, complete, self.current_folders(), title="Reproduction", summary=comparison_lines)

@@ -42,6 +42,8 @@ def test_the_smoke_preset_runs_every_system_and_k_then_only_reports(tmp_path, da
     assert int(lora["adapter_bytes"]) > int(next(r for r in rows if r["system"] == PLUS_SHARED)["adapter_bytes"])
     md = (tmp_path / "results.md").read_text()
     assert md.startswith("# Reproduction (complete)") and f"| {PLUS_SHARED} | all | 1 |" in md
+    assert "### k = 4" in md and "### k = all" in md and "| **average (2 targets)** |" in md
+    assert f"- {PLUS_SHARED} − LoRA: " in md
     # + shared prompt trains P* (and writes it); factors only leaves P* in the metaprompt's adapter
     run = tmp_path / "targets" / "rqe"
     plus = load_file(run / "metaprompt_adapted_plus_shared" / "k4-s0" / "adapter" / "adapter.safetensors")

@@ -6,7 +6,13 @@ re-exported here: it builds batches with ``metaprompt.data``, which itself impor
 
 from __future__ import annotations
 
-from metaprompt.evaluation.bootstrap import Interval, bootstrap_ci, paired_bootstrap, scores_for_counts
+from metaprompt.evaluation.bootstrap import (
+    Interval,
+    bootstrap_ci,
+    paired_bootstrap,
+    paired_mean_bootstrap,
+    scores_for_counts,
+)
 from metaprompt.evaluation.evaluator import (
     PRIMARY_METRIC,
     PRIMARY_OVERRIDES,
@@ -47,6 +53,7 @@ __all__ = [
     "label_like",
     "normalize_answer",
     "paired_bootstrap",
+    "paired_mean_bootstrap",
     "scores_for_counts",
     "token_f1",
 ]

@@ -184,6 +184,18 @@ def paired_bootstrap(
     Raises:
         ValueError: A uid appears twice, or only in one system (the first few are named).
     """
+    rows_a, aligned_b = _aligned(rows_a, rows_b)
+    n = len(rows_a)
+    ones, counts = np.ones((1, n)), resample_counts(n, n_resamples, seed)
+    estimate = scores_for_counts(rows_a, primary, ones)[0] - scores_for_counts(aligned_b, primary, ones)[0]
+    diffs = scores_for_counts(rows_a, primary, counts) - scores_for_counts(aligned_b, primary, counts)
+    return _interval(estimate, diffs, n, confidence)
+
+
+def _aligned(
+    rows_a: Sequence[Mapping[str, Any]], rows_b: Sequence[Mapping[str, Any]]
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """``rows_a`` and ``rows_b`` in the same uid order (see :func:`paired_bootstrap` for the errors)."""
     by_uid = []
     for name, rows in (("A", rows_a), ("B", rows_b)):
         table = {row["uid"]: row for row in rows}
@@ -198,10 +210,39 @@ def paired_bootstrap(
         )
     if not rows_a:
         raise ValueError("paired_bootstrap: no examples")
-    uids = [row["uid"] for row in rows_a]
-    aligned_b = [by_uid[1][uid] for uid in uids]
-    n = len(uids)
-    ones, counts = np.ones((1, n)), resample_counts(n, n_resamples, seed)
-    estimate = scores_for_counts(rows_a, primary, ones)[0] - scores_for_counts(aligned_b, primary, ones)[0]
-    diffs = scores_for_counts(rows_a, primary, counts) - scores_for_counts(aligned_b, primary, counts)
-    return _interval(estimate, diffs, n, confidence)
+    return list(rows_a), [by_uid[1][row["uid"]] for row in rows_a]
+
+
+def paired_mean_bootstrap(
+    tasks: Sequence[
+        tuple[Sequence[tuple[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]]], Mapping[str, str]]
+    ],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> Interval:
+    """Interval of the mean over tasks of ``score(A) - score(B)`` (each task's difference averaged over
+    its seed-matched pairs): the paper's "average over targets" comparison.
+
+    Stratified: on each resample every task's examples are drawn on their own (tasks have different
+    sizes and metrics), the same draw for all pairs of a task (its seeds share the test examples).
+
+    Args:
+        tasks: Per task, ``(pairs, primary)``: ``pairs`` the ``(rows_a, rows_b)`` of each seed-matched pair
+            of runs (joined by uid, as :func:`paired_bootstrap`), ``primary`` its kind -> metric.
+        n_resamples, seed, confidence: As in :func:`bootstrap_ci`.
+    """
+    if not tasks or any(not pairs for pairs, _ in tasks):
+        raise ValueError("paired_mean_bootstrap: every task needs at least one pair of runs")
+    estimate, resampled, n = 0.0, np.zeros(n_resamples), 0
+    for i, (pairs, primary) in enumerate(tasks):
+        aligned = [_aligned(a, b) for a, b in pairs]
+        size = len(aligned[0][0])
+        if any(len(a) != size for a, _ in aligned):
+            raise ValueError("paired_mean_bootstrap: a task's pairs hold different numbers of examples")
+        ones, counts = np.ones((1, size)), resample_counts(size, n_resamples, seed + i)
+        for a, b in aligned:
+            estimate += (scores_for_counts(a, primary, ones)[0] - scores_for_counts(b, primary, ones)[0]) / len(aligned)
+            resampled += (scores_for_counts(a, primary, counts) - scores_for_counts(b, primary, counts)) / len(aligned)
+        n += size
+    return _interval(estimate / len(tasks), resampled / len(tasks), n, confidence)

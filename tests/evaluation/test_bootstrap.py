@@ -12,6 +12,7 @@ from metaprompt.evaluation import (
     TaskEvaluator,
     bootstrap_ci,
     paired_bootstrap,
+    paired_mean_bootstrap,
     scores_for_counts,
 )
 from metaprompt.tasks.records import Entity, NerRecord, NliRecord, QaRecord, SummarizationRecord
@@ -95,6 +96,24 @@ def test_paired_bootstrap():
         paired_bootstrap(a, b[:-1] + acc_rows([1], prefix="y"), primary)
     with pytest.raises(ValueError, match="duplicate uids"):
         paired_bootstrap(a, a + a[:1], primary)
+
+
+def test_paired_mean_bootstrap_averages_tasks_and_seeds_resampling_each_task_on_its_own():
+    primary = {"multiple_choice": "accuracy"}
+    a = acc_rows([1, 0, 1, 1, 0, 1, 1, 1] * 5)
+    b = [dict(row, stats={"correct": 0}) if i % 8 == 0 else row for i, row in enumerate(a)]  # A +5/40
+    one = paired_mean_bootstrap([([(a, b)], primary)], seed=0)
+    assert one == paired_bootstrap(a, b, primary, seed=0)  # one task, one pair: the paired bootstrap
+    ner = {"ner": "f1"}
+    x, y = ner_rows([(1, 0, 0)] * 20), ner_rows([(0, 1, 1)] * 20)  # a second task: F1 1.0 vs 0.0
+    # two seeds of the first task (differences 5/40 and 0) and the second task (difference 1.0)
+    mean = paired_mean_bootstrap([([(a, b), (a, a)], primary), ([(x, y)], ner)], seed=0)
+    assert mean.estimate == pytest.approx(((5 / 40 + 0) / 2 + 1.0) / 2) and mean.n == 60
+    assert mean.low <= mean.estimate <= mean.high and mean.high - mean.low < one.high - one.low
+    with pytest.raises(ValueError, match="every task needs at least one pair"):
+        paired_mean_bootstrap([([], primary)])
+    with pytest.raises(ValueError, match="only in A"):
+        paired_mean_bootstrap([([(a, b[:-1] + acc_rows([1], prefix="y"))], primary)])
 
 
 def test_errors():
