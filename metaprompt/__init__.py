@@ -30,7 +30,8 @@ The package reads top to bottom along the data's way through it::
                   resumable by records keyed on each run's resolved config
     sweep.py      learning rate per stage on validation loss
     ladder.py     the sanity ladder (issue 10); ladder_report.py writes its tables
-    reproduce.py  the paper's comparison (presets in lightning_configs/reproduce/) on the ladder's runs
+    reproduce.py  the paper's comparison (presets in lightning_configs/reproduce/) on the ladder's runs;
+                  reproduce_report.py its headline tables, plots.py its figures
 """
 
 __version__ = "0.1.0"

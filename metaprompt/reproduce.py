@@ -71,3 +71,7 @@ class Reproduction(Ladder):
         from metaprompt.reproduce_report import comparison_lines
 
         write_report(self.out, complete, self.current_folders(), title="Reproduction", summary=comparison_lines)
+        from metaprompt.plots import write_plots
+
+        for path in write_plots(self.out):
+            print(f"[reproduce] wrote {path}", flush=True)

@@ -44,6 +44,9 @@ def test_the_smoke_preset_runs_every_system_and_k_then_only_reports(tmp_path, da
     assert md.startswith("# Reproduction (complete)") and f"| {PLUS_SHARED} | all | 1 |" in md
     assert "### k = 4" in md and "### k = all" in md and "| **average (2 targets)** |" in md
     assert f"- {PLUS_SHARED} − LoRA: " in md
+    for name in ("scores_by_target", "k_shot", "score_vs_params"):  # the figures, as PNG files
+        png = (tmp_path / f"{name}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000, name
     # + shared prompt trains P* (and writes it); factors only leaves P* in the metaprompt's adapter
     run = tmp_path / "targets" / "rqe"
     plus = load_file(run / "metaprompt_adapted_plus_shared" / "k4-s0" / "adapter" / "adapter.safetensors")
