@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from metaprompt.compose import merge
 from metaprompt.ladder_report import k_order
 from metaprompt.modules import MultitaskDistillation
 from metaprompt.pipeline import Pipeline, PipelineConfig, Run, Stage, check_settings
@@ -155,7 +156,8 @@ class Ladder(Pipeline):
 
     def distill_stage(self, variant: str) -> Stage:
         cfg = self.config
-        return Stage(cfg.distill.max_steps, {**cfg.distill.model, **cfg.ablations.get(variant, {})}, cfg.distill.data)
+        # merged field by field: an ablation's ``optim: {lr: ...}`` keeps the stage's other optim fields
+        return Stage(cfg.distill.max_steps, merge(cfg.distill.model, cfg.ablations.get(variant, {})), cfg.distill.data)
 
     def distill_folder(self, variant: str) -> Path:
         return self.out / ("distill" if not variant else f"distill-{slug(variant)}")

@@ -46,9 +46,8 @@ from metaprompt.modules import (
 from metaprompt.optim import OptimArgs
 
 SYSTEMS = ("backbone zero-shot", "metaprompt zero-shot", "metaprompt adapted", "prompt tuning", "LoRA")
-KEY_VERSION = (
-    "run-v3"  # v2: keyed by the resolved config (v1 hashed the pipeline's own fields); v3: grouped optim/evaluation
-)
+# v2: keyed by the resolved config (v1 hashed the pipeline's own fields); v3: grouped optim/evaluation
+KEY_VERSION = "run-v3"
 
 
 @dataclass

@@ -85,7 +85,7 @@ def write_plots(out: Path) -> list[Path]:
     ax.set_ylabel("score ×100")
     ax.set_title(f"Scores by target (k = {top}; zero-shot systems at k = 0)")
     ax.legend(fontsize=7, ncol=2)
-    written.append(_save(fig, out / "scores_by_target.png"))
+    written.append(_save(plt, fig, out / "scores_by_target.png"))
 
     # k-shot curves
     fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.5), squeeze=False)
@@ -101,7 +101,7 @@ def write_plots(out: Path) -> list[Path]:
         ax.set_title(task)
     axes[0][0].set_ylabel("score ×100")
     axes[0][-1].legend(fontsize=7)
-    written.append(_save(fig, out / "k_shot.png"))
+    written.append(_save(plt, fig, out / "k_shot.png"))
 
     # mean score over targets vs trainable parameters
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -116,14 +116,12 @@ def write_plots(out: Path) -> list[Path]:
     ax.set_ylabel("mean score over targets ×100")
     ax.set_title("Score vs trainable parameters")
     ax.legend(fontsize=6)
-    written.append(_save(fig, out / "score_vs_params.png"))
+    written.append(_save(plt, fig, out / "score_vs_params.png"))
     return written
 
 
-def _save(fig, path: Path) -> Path:
+def _save(plt, fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+    plt.close(fig)  # figures are not freed until closed (a long reproduction reports after every chunk)
     return path

@@ -9,6 +9,7 @@ their own, seeds matched), the comparison the paper reports (+1.5-1.7 over LoRA,
 from __future__ import annotations
 
 import statistics
+from collections import defaultdict
 
 from metaprompt.evaluation.bootstrap import paired_mean_bootstrap
 from metaprompt.ladder_report import Run, _diff, k_order, primaries
@@ -29,6 +30,9 @@ def comparison_lines(runs: list[Run]) -> list[str]:
         return []
     tasks = sorted({t for r in targets for t in r.tasks()})
     get = {(r.system, r.k, r.seed, t): r for r in targets for t in r.tasks()}
+    scores = defaultdict(list)  # (system, k, task) -> the seeds' scores
+    for (system, k, _, task), r in get.items():
+        scores[(system, k, task)].append(r.metrics[f"{task}/score"])
     lines = ["## The comparison (targets; mean over seeds, x100)", ""]
     for k in sorted({r.k for r in targets if r.k != 0}, key=k_order):
         systems = [s for s in (*ZERO_SHOT, *ADAPTED) if any(key[0] == s for key in get)]
@@ -36,17 +40,11 @@ def comparison_lines(runs: list[Run]) -> list[str]:
         columns: dict[str, list[float]] = {s: [] for s in systems}
         complete = []
         for task in tasks:
-            cells = []
-            for system in systems:
-                at = 0 if system in ZERO_SHOT else k
-                scores = [
-                    r.metrics[f"{task}/score"] for (s, kk, _, t), r in get.items() if (s, kk, t) == (system, at, task)
-                ]
-                cells.append(scores)
+            cells = [scores.get((system, 0 if system in ZERO_SHOT else k, task), []) for system in systems]
             if all(cells):
                 complete.append(task)
-                for system, scores in zip(systems, cells):
-                    columns[system].append(statistics.fmean(scores))
+                for system, values in zip(systems, cells):
+                    columns[system].append(statistics.fmean(values))
             lines.append(f"| {task} | " + " | ".join(_cell(c) for c in cells) + " |")
         lines += [
             f"| **average ({len(complete)} targets)** | " + " | ".join(_cell(columns[s]) for s in systems) + " |",

@@ -184,3 +184,9 @@ def test_the_committed_ladder_records_are_current():
     ladder = Ladder(dataclasses.replace(config, output_dir=str(root / config.output_dir)))
     stale = [run.name for run in ladder.plan() if not ladder.record_status(run)[3]]
     assert not stale, f"{len(stale)} stale ladder records, e.g. {stale[:3]}"
+
+
+def test_an_ablation_sets_group_fields_and_keeps_the_stage_s_others(tmp_path, data_root):
+    config = dataclasses.replace(tiny_config(tmp_path, data_root), ablations={"warm": {"optim": {"warmup_steps": 3}}})
+    ladder = Ladder(config)
+    assert ladder.distill_stage("warm").model["optim"] == {"lr": 0.01, "warmup_steps": 3}
