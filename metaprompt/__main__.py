@@ -5,6 +5,7 @@ metaprompt fit|validate|test|predict -c lightning_configs/<stage>.yaml   (Lightn
 metaprompt pipeline -c lightning_configs/demo.yaml                       (the chain + baselines)
 metaprompt sweep|ladder -c lightning_configs/ladder.yaml                 (learning rates; the sanity ladder)
 metaprompt reproduce -c lightning_configs/reproduce/<preset>.yaml [--time-budget MIN]  (the paper's comparison)
+metaprompt reproduce|ladder -c ... --estimate   (hours per stage from bench/results.json; runs nothing)
 metaprompt configs                                                       (the shipped configs, by name)
 
 ``-c`` takes a file, or the name of a shipped config (``lightning_configs/teacher.yaml``, ``teacher``) from
@@ -80,6 +81,16 @@ def parse_ladder_config(argv: list[str], prog: str = "metaprompt ladder", sweep:
     parser = ArgumentParser(prog=prog, description=f"{prog} (a {cls.__name__} YAML)")
     parser.add_argument("-c", "--config", action=ActionConfigFile, help="ladder / reproduction YAML")
     parser.add_class_arguments(cls, "pipeline", as_group=False)
+    if not sweep:
+        parser.add_argument(
+            "--estimate", action="store_true",
+            help="print the cost model's hours per stage (unit costs from bench/results.json) beside what is "
+            "already recorded, and exit without running anything",
+        )  # fmt: skip
+        parser.add_argument(
+            "--bench-results", dest="bench_results", type=str | None, default=None,
+            help="the unit costs for --estimate: a bench/results.json from `make bench` on this machine and backbone",
+        )  # fmt: skip
     if sweep:
         parser.add_argument("--stages", type=str, default="teacher,distill,target,prompt_tuning,LoRA")
         parser.add_argument("--metaprompt_adapter", type=str | None, default=None)
@@ -106,8 +117,28 @@ def reproduce_main(argv: list[str]) -> int:
         print(f"metaprompt reproduce: give a preset, -c lightning_configs/reproduce/<preset>.yaml (shipped: "
               f"{', '.join(shipped)})", file=sys.stderr)  # fmt: skip
         return 2
-    config, _ = parse_ladder_config(argv, "metaprompt reproduce", cls=ReproduceConfig)
+    config, args = parse_ladder_config(argv, "metaprompt reproduce", cls=ReproduceConfig)
+    if args.estimate:
+        return print_estimate(Reproduction(config), args.bench_results)
     return 0 if Reproduction(config).run()["complete"] else 3
+
+
+def print_estimate(pipeline, bench_results: str | None = None) -> int:
+    """``--estimate``: the cost model's table for every run of ``pipeline``'s plan (metaprompt/costs.py), from
+    the unit costs in ``bench_results`` (default: the committed ``bench/results.json``)."""
+    from metaprompt import costs
+
+    try:
+        units = costs.UnitCosts.from_bench(bench_results or costs.BENCH_RESULTS)
+        rows = costs.compare(costs.estimate_plan(pipeline, units), pipeline.out)
+    except ValueError as err:  # bench results without a unit cost, or a run that cannot be configured
+        print(f"metaprompt: --estimate: {err}", file=sys.stderr)
+        return 2
+    print(costs.render(rows, f"Estimated cost of {pipeline.out}"))
+    if units.backbone != pipeline.config.backbone:  # the unit costs are one machine's, for one backbone
+        print(f"\nnote: these unit costs were measured on {units.backbone}, not {pipeline.config.backbone}: give "
+              "--bench-results from a bench of that backbone on this machine for its hours")  # fmt: skip
+    return 0
 
 
 def ladder_main(argv: list[str], sweep: bool = False) -> int:
@@ -119,6 +150,8 @@ def ladder_main(argv: list[str], sweep: bool = False) -> int:
 
         Sweep(config).run(tuple(s for s in args.stages.split(",") if s), args.metaprompt_adapter)
         return 0
+    if args.estimate:
+        return print_estimate(Ladder(config), args.bench_results)
     return 0 if Ladder(config).run()["complete"] else 3
 
 

@@ -102,6 +102,7 @@ class Ladder(Pipeline):
     def run(self) -> dict:
         """Run every rung (until ``max_minutes``), then write results.csv / results.md."""
         try:
+            self.check_plan()
             if "sources" in self.config.rungs:
                 for run in self.source_runs():
                     self.execute(run)
@@ -127,10 +128,26 @@ class Ladder(Pipeline):
         self._current = {}
         try:
             for run in self.plan():
-                self.execute(run)
+                try:
+                    self.execute(run)
+                except Exception as err:  # a run that cannot even be configured: say which
+                    raise ValueError(f"{self.out}: run {run.name!r} cannot be set up: {err}") from err
             return self._current
         finally:
             self._current = None
+
+    def check_plan(self) -> int:
+        """Resolve every run of the plan and build its data module before anything runs, so that a bad
+        stage setting fails now, naming its run, instead of hours into a reproduction. Prints and returns
+        how many runs are left to do (the data fingerprints it computes are reused by the runs).
+
+        Raises:
+            ValueError: naming the first run whose config or data settings are invalid.
+        """
+        total, current = len(self.plan()), len(self.current_folders())
+        print(f"[ladder] {self.out}: {total} runs planned, {current} recorded and current, "
+              f"{total - current} to run", flush=True)  # fmt: skip
+        return total - current
 
     def report(self, complete: bool = False) -> None:
         """Write results.csv / results.md from the current runs (stale folders are left out and counted)."""

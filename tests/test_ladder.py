@@ -90,6 +90,16 @@ def test_ladder_rejects_a_k_without_steps(tmp_path, data_root):
         Ladder(dataclasses.replace(tiny_config(tmp_path, data_root), shots={16: [0]}))
 
 
+def test_a_bad_stage_setting_fails_before_any_run_naming_its_run(tmp_path, data_root):
+    # the two batch regroupings conflict; found when the plan is checked, before the sources' zero-shot run
+    bad = dataclasses.replace(
+        tiny_config(tmp_path, data_root), teacher=Stage(2, {"optim": {"lr": 0.01}}, {"length_bucketing": True})
+    )
+    with pytest.raises(ValueError, match=r"run 'teacher' cannot be set up: tasks_per_batch and length_bucketing"):
+        Ladder(bad).run()
+    assert not (tmp_path / "done").exists() and not (tmp_path / "sources").exists()
+
+
 def test_the_committed_ladder_config_parses_and_validates():
     from pathlib import Path
 

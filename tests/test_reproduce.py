@@ -8,6 +8,7 @@ import pytest
 from safetensors.torch import load_file
 
 from metaprompt.__main__ import main, parse_ladder_config
+from metaprompt.configs import CONFIG_DIR
 from metaprompt.reproduce import PLUS_SHARED, ReproduceConfig, Reproduction
 
 pytestmark = pytest.mark.slow
@@ -70,3 +71,15 @@ def test_reproduce_needs_a_preset_and_rejects_a_bad_k(tmp_path, capsys):
     config.shots = {"most": [0]}
     with pytest.raises(ValueError, match=r"shots keys must be positive ints or 'all', got \['most'\]"):
         Reproduction(config)
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in (CONFIG_DIR / "reproduce").glob("*.yaml")))
+def test_every_shipped_preset_plans_and_configures_every_run(preset, tmp_path, data_root, capsys):
+    # each run's config resolved and its data module built: a bad setting in any stage fails here, not hours in
+    argv = ["-c", str(CONFIG_DIR / "reproduce" / preset), "--pipeline.output_dir", str(tmp_path / "out"),
+            "--pipeline.data.root", str(data_root)]  # fmt: skip
+    config, _ = parse_ladder_config(argv, cls=ReproduceConfig)
+    r = Reproduction(config)
+    to_run = r.check_plan()
+    assert to_run == len(r.plan()) > 0
+    assert f"{to_run} runs planned, 0 recorded and current, {to_run} to run" in capsys.readouterr().out
