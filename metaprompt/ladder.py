@@ -15,20 +15,20 @@ resumable: ``--max_minutes`` stops it between runs, and a rerun continues where 
 
     teacher/ distill/ distill-<ablation>/      adapters (+ source-validation metrics/predictions)
     sources/<system>/                          zero-shot backbone on the sources' validation split
-    targets/<task>/<system>/k<k>-s<seed>/      metrics.json, predictions.jsonl (no input text)
+    targets/<task>/<system>/k<k>-s<seed>/      metrics.json, predictions.jsonl.gz (no input text)
     results.csv   one row per task x system x k x seed: score, ci_low, ci_high, n_test
     results.md    the rungs as tables, with paired-bootstrap intervals of the differences
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from metaprompt.compose import merge
+from metaprompt.evaluation.examples import compact_predictions
 from metaprompt.ladder_report import k_order
 from metaprompt.modules import MultitaskDistillation
 from metaprompt.pipeline import Pipeline, PipelineConfig, Run, Stage, check_settings
@@ -95,7 +95,7 @@ class Ladder(Pipeline):
             if not current and time.monotonic() - self.started > 60 * limit:
                 raise OutOfTime(run.name)
         result = super().execute(run)
-        strip_inputs(run.folder / "predictions.jsonl")
+        compact_predictions(run.folder)
         return result
 
     # ------------------------------------------------------------------ the rungs
@@ -269,14 +269,3 @@ class Ladder(Pipeline):
 def slug(text: str) -> str:
     """A folder-safe form of an ablation name."""
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
-
-
-def strip_inputs(path: Path) -> None:
-    """Drop the prompt text from a predictions.jsonl (recoverable from the uid; keeps committed files small)."""
-    if not path.is_file():
-        return
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not any("input" in row for row in rows):
-        return
-    lines = [json.dumps({k: v for k, v in row.items() if k != "input"}, ensure_ascii=False) for row in rows]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -22,6 +22,7 @@ import torch
 from metaprompt.evaluation.bootstrap import FAMILY_METRICS, paired_bootstrap, stats_family
 from metaprompt.evaluation.constant import best_constant
 from metaprompt.evaluation.evaluator import PRIMARY_METRIC, PRIMARY_OVERRIDES, QA_KINDS
+from metaprompt.evaluation.examples import read_predictions
 
 SYSTEM_ORDER = ("backbone zero-shot", "metaprompt zero-shot", "metaprompt adapted", "prompt tuning", "LoRA")
 FOLDER_SYSTEMS = {"metaprompt_adapted_plus_shared": "metaprompt adapted + shared prompt"}
@@ -62,8 +63,7 @@ class Run:
 
     def rows(self, task: str) -> list[dict]:
         if self._rows is None:
-            path = self.folder / "predictions.jsonl"
-            self._rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            self._rows = read_predictions(self.folder)
         return [r for r in self._rows if r["task"] == task]
 
     def tasks(self) -> list[str]:

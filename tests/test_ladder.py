@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from metaprompt.evaluation.examples import read_predictions
 from metaprompt.ladder import Ladder, LadderConfig
 from metaprompt.pipeline import Stage
 
@@ -67,10 +68,15 @@ def test_ladder_runs_every_rung_writes_tables_and_resumes(tmp_path, data_root, c
         and "| rqe | 4 | random init (= prompt tuning) | 2 |" in ablations
     )
     assert f"Compute behind these tables: {len(records)} runs" in md and "CPU cores" in md
-    assert "input" not in (tmp_path / "targets/rqe/LoRA/k4-s0/predictions.jsonl").read_text().split("\n")[0]
+    run = tmp_path / "targets/rqe/LoRA/k4-s0"  # predictions kept compressed, without the prompt text
+    assert not (run / "predictions.jsonl").exists()
+    packed = (run / "predictions.jsonl.gz").read_bytes()
+    rows = read_predictions(run)
+    assert len(rows) == 4 and all("input" not in r and r["task"] == "rqe" for r in rows)
     capsys.readouterr()
     Ladder(cfg).run()  # a rerun finds every record: nothing trains again
     assert "done in" not in capsys.readouterr().out
+    assert (run / "predictions.jsonl.gz").read_bytes() == packed  # and no committed file changes
     # new teacher settings: teacher, student and every metaprompt run are stale until rerun, so the report
     # leaves them out (the zero-shot backbone and the baselines do not depend on the teacher)
     changed = dataclasses.replace(cfg, teacher=Stage(2, {"optim": {"lr": 0.02}}), max_minutes=0.0)

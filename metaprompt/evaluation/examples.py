@@ -13,6 +13,7 @@ recompute the corpus score of any resample (``metaprompt.evaluation.bootstrap``)
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -78,3 +79,52 @@ def write_jsonl(rows: Sequence[dict], path: str | Path) -> Path:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     return path
+
+
+def read_predictions(folder: str | Path) -> list[dict]:
+    """The per-example records of a run folder: ``predictions.jsonl.gz`` (a ladder's or reproduction's
+    compacted file, :func:`compact_predictions`) or ``predictions.jsonl`` (what ``test`` writes).
+
+    Raises:
+        FileNotFoundError: naming the folder when it holds neither.
+        ValueError: naming the file and line of a record that is not JSON.
+    """
+    folder = Path(folder)
+    for path in (folder / "predictions.jsonl.gz", folder / "predictions.jsonl"):
+        if path.is_file():
+            return _read_jsonl(path)
+    raise FileNotFoundError(f"{folder}: no predictions.jsonl(.gz)")
+
+
+def compact_predictions(folder: str | Path) -> Path | None:
+    """Rewrite a run folder's ``predictions.jsonl`` as ``predictions.jsonl.gz`` without the prompt text
+    (recoverable from the uid), so that a committed results folder stays small (~8x). The bytes depend only
+    on the records (gzip without a timestamp): compacting the same run again changes no committed file.
+
+    Returns:
+        The compacted file, or None when the folder holds no predictions.
+    """
+    folder = Path(folder)
+    plain, packed = folder / "predictions.jsonl", folder / "predictions.jsonl.gz"
+    if not plain.is_file():
+        return packed if packed.is_file() else None
+    rows = _read_jsonl(plain)
+    text = "".join(json.dumps({k: v for k, v in r.items() if k != "input"}, ensure_ascii=False) + "\n" for r in rows)
+    tmp = folder / "predictions.jsonl.gz.tmp"
+    tmp.write_bytes(gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0))
+    tmp.replace(packed)  # a kill leaves one whole file: the plain one, or both (the plain one goes next time)
+    plain.unlink()
+    return packed
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    rows = []
+    with opener(path, "rt", encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path}, line {n}: not a JSON record ({err.msg})") from None
+    return rows
