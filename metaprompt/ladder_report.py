@@ -318,7 +318,7 @@ def write_report(
         writer.writeheader()
         for run in runs:
             writer.writerows(run.csv_rows())
-    status = "complete" if complete else "PARTIAL (rerun the same command to continue)"
+    status = "complete" if complete else "PARTIAL: rerun the same command to continue"
     lines = [
         f"# {title} ({status})",
         "",

@@ -44,6 +44,7 @@ from metaprompt.modules import (
     TeacherPromptTuning,
 )
 from metaprompt.optim import OptimArgs
+from metaprompt.resources import RunResources
 
 SYSTEMS = ("backbone zero-shot", "metaprompt zero-shot", "metaprompt adapted", "prompt tuning", "LoRA")
 # v2: keyed by the resolved config (v1 hashed the pipeline's own fields); v3: grouped optim/evaluation
@@ -363,21 +364,23 @@ class Pipeline:
             return json.loads(record.read_text())["result"]
         run.folder.mkdir(parents=True, exist_ok=True)
         (run.folder / "config.yaml").write_text(compose.dump(config), encoding="utf-8")
-        built = compose.instantiate(config)
-        model, data, trainer = built.model, built.datamodule, built.trainer
         result: dict[str, Any] = {}
         timing = {}
-        if config.trainer.max_steps and config.trainer.max_steps > 0:
-            tick = time.perf_counter()
-            trainer.fit(model, datamodule=data)  # the AdapterExport callback writes <folder>/adapter
-            timing["train_seconds"] = round(time.perf_counter() - tick, 1)
-            if run.validate:
-                result["val_loss"] = self.validation_loss(model, data)
-        if run.test:
-            tick = time.perf_counter()
-            trainer.test(model, datamodule=data, verbose=False)
-            result = {**result, **model.last_test_scores}
-            timing["eval_seconds"] = round(time.perf_counter() - tick, 1)
+        with RunResources() as used:  # peak memory (and GPU energy) of this run alone
+            built = compose.instantiate(config)
+            model, data, trainer = built.model, built.datamodule, built.trainer
+            if config.trainer.max_steps and config.trainer.max_steps > 0:
+                tick = time.perf_counter()
+                trainer.fit(model, datamodule=data)  # the AdapterExport callback writes <folder>/adapter
+                timing["train_seconds"] = round(time.perf_counter() - tick, 1)
+                if run.validate:
+                    result["val_loss"] = self.validation_loss(model, data)
+            if run.test:
+                tick = time.perf_counter()
+                trainer.test(model, datamodule=data, verbose=False)
+                result = {**result, **model.last_test_scores}
+                timing["eval_seconds"] = round(time.perf_counter() - tick, 1)
+        result.update(used.result)
         if model.backbone is None:
             model.configure_model()
         result.update(model.parameter_counts())

@@ -69,8 +69,12 @@ class Reproduction(Ladder):
     def report(self, complete: bool = False) -> None:
         from metaprompt.ladder_report import write_report
         from metaprompt.reproduce_report import comparison_lines
+        from metaprompt.resource_report import resource_lines
 
-        write_report(self.out, complete, self.current_folders(), title="Reproduction", summary=comparison_lines)
+        def summary(runs):
+            return comparison_lines(runs) + resource_lines(runs)
+
+        write_report(self.out, complete, self.current_folders(), title="Reproduction", summary=summary)
         from metaprompt.plots import write_plots
 
         for path in write_plots(self.out):

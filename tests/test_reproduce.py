@@ -45,6 +45,11 @@ def test_the_smoke_preset_runs_every_system_and_k_then_only_reports(tmp_path, da
     assert md.startswith("# Reproduction (complete)") and f"| {PLUS_SHARED} | all | 1 |" in md
     assert "### k = 4" in md and "### k = all" in md and "| **average (2 targets)** |" in md
     assert f"- {PLUS_SHARED} − LoRA: " in md
+    resources = md.split("## Resources per stage")[1].split("\n## ")[0]  # every stage measured, none missing
+    for stage in ("teachers", "distillation (metaprompt)", "targets: LoRA", f"targets: {PLUS_SHARED}"):
+        assert f"| {stage} | " in resources, stage
+    assert "not recorded" not in resources and " runs)" not in resources  # no "(n of N runs)"
+    assert "One-time cost of the metaprompt (teachers + distillation):" in resources
     for name in ("scores_by_target", "k_shot", "score_vs_params"):  # the figures, as PNG files
         png = (tmp_path / f"{name}.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000, name
