@@ -160,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = resolve_config_args(list(sys.argv[1:] if argv is None else argv))
     _offline_defaults()
+    from metaprompt.progress import quiet_libraries
+
+    quiet_libraries()  # bars only on a terminal (metaprompt.progress)
     if argv[:1] == ["data"]:
         return data_main(argv[1:])
     if argv[:1] == ["configs"]:

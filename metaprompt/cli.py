@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from lightning.pytorch.cli import LightningCLI
 
+from metaprompt.callbacks import StepPrinter
 from metaprompt.data import MultitaskDataModule
 from metaprompt.modules import PromptModule
+from metaprompt.progress import interactive
 from metaprompt.scale import release_process_group
 
 
@@ -21,6 +23,13 @@ class MetapromptCLI(LightningCLI):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("auto_configure_optimizers", False)
         super().__init__(*args, **kwargs)
+
+    def _instantiate_trainer(self, config: dict, callbacks: list):
+        # Lightning's bar redraws with carriage returns: in a log or CI, step lines instead (metaprompt.progress)
+        if not interactive() and config.get("enable_progress_bar") is not False:
+            config["enable_progress_bar"] = False
+            callbacks.append(StepPrinter(self.subcommand or "run"))
+        return super()._instantiate_trainer(config, callbacks)
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("model.init_args.backbone", "data.backbone", apply_on="parse")

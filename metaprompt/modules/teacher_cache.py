@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from metaprompt.data.collate import IGNORE_INDEX
+from metaprompt.progress import bar
 
 FORMAT = 1
 _NUMPY = {torch.float32: np.float32, torch.float16: np.float16, torch.bfloat16: np.uint16}
@@ -211,7 +212,7 @@ def build_teacher_cache(
     ]
     unique.sort(key=lambda r: len(r["prompt_ids"]) + len(r["target_ids"]))
     with torch.no_grad():
-        for start in range(0, len(unique), batch_size):
+        for start in bar(range(0, len(unique), batch_size), desc="teacher cache", unit="batch"):
             chunk = unique[start : start + batch_size]
             out = teacher(collate(chunk))
             top = F.log_softmax(out.target_logits.float() / temperature, dim=-1).topk(k, dim=-1)
