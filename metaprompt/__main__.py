@@ -91,6 +91,15 @@ def parse_ladder_config(argv: list[str], prog: str = "metaprompt ladder", sweep:
             "--bench-results", dest="bench_results", type=str | None, default=None,
             help="the unit costs for --estimate: a bench/results.json from `make bench` on this machine and backbone",
         )  # fmt: skip
+        parser.add_argument(
+            "--gpu", type=str | None, default=None,
+            help="--estimate for GPUs of this kind (h100, h200, a100) from their published peaks (a roofline, "
+            "metaprompt/roofline.py) instead of the bench's CPU measurements",
+        )  # fmt: skip
+        parser.add_argument(
+            "--gpus", type=int | None, default=None,
+            help="GPUs per run for --gpu (default: the preset's strategy devices; `auto`: 8)",
+        )  # fmt: skip
     if sweep:
         parser.add_argument("--stages", type=str, default="teacher,distill,target,prompt_tuning,LoRA")
         parser.add_argument("--metaprompt_adapter", type=str | None, default=None)
@@ -118,26 +127,43 @@ def reproduce_main(argv: list[str]) -> int:
               f"{', '.join(shipped)})", file=sys.stderr)  # fmt: skip
         return 2
     config, args = parse_ladder_config(argv, "metaprompt reproduce", cls=ReproduceConfig)
+    try:
+        runner = Reproduction(config)
+    except ValueError as err:  # a setting no run could use: one line, not a traceback
+        print(f"metaprompt reproduce: {err}", file=sys.stderr)
+        return 2
     if args.estimate:
-        return print_estimate(Reproduction(config), args.bench_results)
-    return 0 if Reproduction(config).run()["complete"] else 3
+        return print_estimate(runner, args.bench_results, args.gpu, args.gpus)
+    return 0 if runner.run()["complete"] else 3
 
 
-def print_estimate(pipeline, bench_results: str | None = None) -> int:
+def print_estimate(pipeline, bench_results: str | None = None, gpu: str | None = None, gpus: int | None = None) -> int:
     """``--estimate``: the cost model's table for every run of ``pipeline``'s plan (metaprompt/costs.py), from
-    the unit costs in ``bench_results`` (default: the committed ``bench/results.json``)."""
+    the unit costs in ``bench_results`` (default: the committed ``bench/results.json``), or with ``gpu`` from
+    that GPU's published peaks (metaprompt/roofline.py) on ``gpus`` devices per run."""
     from metaprompt import costs
+    from metaprompt.pipeline import strategy_settings
+    from metaprompt.roofline import RooflineCosts, device_count
 
     try:
-        units = costs.UnitCosts.from_bench(bench_results or costs.BENCH_RESULTS)
+        if gpu:
+            devices = gpus or device_count(strategy_settings(pipeline.config.strategy).get("devices", 1))
+            units = RooflineCosts.for_backbone(pipeline.config.backbone, gpu, devices)
+        else:
+            units = costs.UnitCosts.from_bench(bench_results or costs.BENCH_RESULTS)
         rows = costs.compare(costs.estimate_plan(pipeline, units), pipeline.out)
     except ValueError as err:  # bench results without a unit cost, or a run that cannot be configured
         print(f"metaprompt: --estimate: {err}", file=sys.stderr)
         return 2
-    print(costs.render(rows, f"Estimated cost of {pipeline.out}"))
-    if units.backbone != pipeline.config.backbone:  # the unit costs are one machine's, for one backbone
+    what = f"Estimated wall time of {pipeline.out}" + (f" on {units.devices} x {gpu}" if gpu else "")
+    print(costs.render(rows, what))
+    if gpu:
+        total = sum(r["estimate_s"] for r in rows) / 3600
+        print(f"\n{units.describe()}.\nWall time {total:.1f} h on {units.devices} GPU(s) = "
+              f"{total * units.devices:.0f} GPU-hours.")  # fmt: skip
+    elif units.backbone != pipeline.config.backbone:  # the unit costs are one machine's, for one backbone
         print(f"\nnote: these unit costs were measured on {units.backbone}, not {pipeline.config.backbone}: give "
-              "--bench-results from a bench of that backbone on this machine for its hours")  # fmt: skip
+              "--bench-results from a bench of that backbone on this machine, or --gpu for a GPU estimate")  # fmt: skip
     return 0
 
 
@@ -150,9 +176,14 @@ def ladder_main(argv: list[str], sweep: bool = False) -> int:
 
         Sweep(config).run(tuple(s for s in args.stages.split(",") if s), args.metaprompt_adapter)
         return 0
+    try:
+        runner = Ladder(config)
+    except ValueError as err:
+        print(f"metaprompt ladder: {err}", file=sys.stderr)
+        return 2
     if args.estimate:
-        return print_estimate(Ladder(config), args.bench_results)
-    return 0 if Ladder(config).run()["complete"] else 3
+        return print_estimate(runner, args.bench_results, args.gpu, args.gpus)
+    return 0 if runner.run()["complete"] else 3
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -101,6 +101,22 @@ class UnitCosts:
         except (KeyError, TypeError, ZeroDivisionError, ValueError) as err:
             raise ValueError(f"{path}: no unit cost {err} in these bench results (rerun `make bench`)") from None
 
+    def train_step_s(self, rows: int, row_tokens: float, mixed: bool, prompt_length: int) -> float:
+        """Seconds of one training step of ``rows`` rows of ``row_tokens`` tokens each."""
+        return rows * row_tokens * self.token_s(mixed, prompt_length)
+
+    def ranked_s(self, prompt_tokens: float, reference_tokens: float, prompt_length: int) -> float:
+        """Seconds to rank one example's options (the bench's rate, scaled by its prompt tokens)."""
+        return self.ranked_example_s * (prompt_tokens / reference_tokens if reference_tokens else 1.0)
+
+    def prefill_s(self, prompt_tokens: float, reference_tokens: float, prompt_length: int) -> float:
+        """Seconds of one example's prefill before decoding (scaled as :meth:`ranked_s`)."""
+        return self.prefill_example_s * (prompt_tokens / reference_tokens if reference_tokens else 1.0)
+
+    def decode_token_s(self, rows: int) -> float:
+        """Seconds per new token of one row when ``rows`` decode together (a step reads the weights once)."""
+        return self.decode_step_s / max(1, rows)
+
     def token_s(self, mixed: bool, prompt_length: int) -> float:
         """Training-step seconds per row token at ``prompt_length`` soft-prompt tokens (linear in the length,
         held at the bench's shorter length below it)."""
@@ -190,7 +206,12 @@ class CostModel:
         from metaprompt.backbones.loading import load_tokenizer
 
         self.units, self.prompt_length = units, prompt_length
-        self.tokenizer = load_tokenizer(backbone)
+        try:
+            self.tokenizer = load_tokenizer(backbone)
+        except Exception as err:  # a hub backbone offline: count tokens with the embedded tokenizer instead
+            print(f"note: {backbone}'s tokenizer is not available here ({type(err).__name__}); tokens are counted "
+                  "with SmolLM2's (49k vocabulary: larger vocabularies give fewer tokens, so hours are high)")  # fmt: skip
+            self.tokenizer = load_tokenizer("smollm2-135m")
         self._profiles: dict[str, dict[str, TaskProfile]] = {}
         self._reference: float | None = None
 
@@ -215,15 +236,15 @@ class CostModel:
         budgets = budgets if isinstance(budgets, dict) else defaultdict(lambda: int(budgets))
         profiles = self.profiles(data, dict(budgets))
         steps = int(config["trainer"].get("max_steps") or 0)
+        klass = config["model"]["class_path"].rsplit(".", 1)[-1]
+        soft = int(init.get("prompt_length") or 0) if klass not in ("LoRA", "BackboneOnly") else 0
+        if klass == "TargetAdaptation":  # the metaprompt's length: its adapter's (not yet distilled: the plan's)
+            soft = _adapter_prompt_length(init.get("metaprompt_adapter"), self.prompt_length)
         train_s = 0.0
         if steps > 0:
-            klass = config["model"]["class_path"].rsplit(".", 1)[-1]
-            soft = int(init.get("prompt_length") or 0) if klass != "LoRA" else 0
-            if klass == "TargetAdaptation":  # the metaprompt's length: its adapter's (not yet distilled: the plan's)
-                soft = _adapter_prompt_length(init.get("metaprompt_adapter"), self.prompt_length)
             mixed = len(profiles) > 1 and data.get("tasks_per_batch") != 1
             row = statistics.fmean(p.train_tokens for p in profiles.values())
-            step = data["batch_size"] * row * u.token_s(mixed, soft)
+            step = u.train_step_s(data["batch_size"], row, mixed, soft)
             if klass == "MultitaskDistillation" and init.get("lam", 1.0):  # λ = 0: no teacher forward
                 step *= u.distill_over_step
             train_s = u.fit_start_s + steps * step
@@ -234,12 +255,11 @@ class CostModel:
             batch = int(data.get("eval_batch_size") or data["batch_size"])
             eval_s = u.test_start_s
             for p in profiles.values():
-                scale = p.prompt_tokens / ref if ref else 1.0
                 if p.ranked:
-                    eval_s += p.n_test * u.ranked_example_s * scale
+                    eval_s += p.n_test * u.ranked_s(p.prompt_tokens, ref, soft)
                 else:  # memory-bound decode: a step costs the same for the whole batch (weights read once)
-                    per_token = u.decode_step_s / max(1, min(batch, p.n_test))
-                    eval_s += p.n_test * (u.prefill_example_s * scale + p.new_tokens * per_token)
+                    per_token = u.decode_token_s(min(batch, p.n_test))
+                    eval_s += p.n_test * (u.prefill_s(p.prompt_tokens, ref, soft) + p.new_tokens * per_token)
         return RunEstimate(name, stage, steps, n_test, train_s, eval_s)
 
 

@@ -22,6 +22,7 @@ resumable: ``--max_minutes`` stops it between runs, and a rerun continues where 
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from metaprompt.compose import merge
 from metaprompt.evaluation.examples import compact_predictions
 from metaprompt.ladder_report import k_order
 from metaprompt.modules import MultitaskDistillation
-from metaprompt.pipeline import Pipeline, PipelineConfig, Run, Stage, check_settings
+from metaprompt.pipeline import Pipeline, PipelineConfig, Run, Stage, check_settings, rank_zero, strategy_settings
 
 SOURCES_ON_VALIDATION = {"test_split": "validation"}  # rungs a and b: sources scored on their validation split
 
@@ -79,6 +80,11 @@ class Ladder(Pipeline):
             raise ValueError(f"ladder: steps has no entry for k = {missing} (steps: {config.steps})")
         for variant, overrides in config.ablations.items():
             check_settings(f"ablations[{variant!r}]", overrides, MultitaskDistillation, "model")
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if config.max_minutes is not None and (world > 1 or strategy_settings(config.strategy).get("devices", 1) != 1):
+            # each process would decide on its own clock, and one stopping while the others start a run hangs them
+            raise ValueError("--time-budget / max_minutes is for one-process runs; a multi-GPU run stops when "
+                             "killed and continues from its last finished run when started again")  # fmt: skip
         self.started = time.monotonic()
         self._current: dict[Path, Path] | None = None  # set while current_folders() walks the plan
 
@@ -95,7 +101,8 @@ class Ladder(Pipeline):
             if not current and time.monotonic() - self.started > 60 * limit:
                 raise OutOfTime(run.name)
         result = super().execute(run)
-        compact_predictions(run.folder)
+        if rank_zero():
+            compact_predictions(run.folder)
         return result
 
     # ------------------------------------------------------------------ the rungs
@@ -113,7 +120,8 @@ class Ladder(Pipeline):
         except OutOfTime as stop:
             print(f"[ladder] time is up before {stop}; rerun to continue", flush=True)
             complete = False
-        self.report(complete)
+        if rank_zero():
+            self.report(complete)
         return {"complete": complete}
 
     def plan(self) -> list[Run]:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from jsonargparse import Namespace
 
 from metaprompt import compose
@@ -83,6 +84,10 @@ class PipelineConfig:
         systems: Which rows of the table to run (subset of SYSTEMS).
         accelerator: Lightning accelerator ("cpu", "gpu", "auto").
         precision: Lightning precision ("32-true", "bf16-mixed", ...).
+        strategy: A strategy YAML (``lightning_configs/strategies/<name>.yaml``, or a path) whose ``trainer``
+            settings (strategy, devices) every run uses, e.g. DeepSpeed ZeRO-3 sharding the backbone over a
+            node's GPUs; None: one device. Every process runs the same plan in lock-step (Lightning launches
+            them, or ``torchrun``); only rank 0 writes records, reports and predictions.
     """
 
     output_dir: str = "runs/pipeline"
@@ -100,6 +105,7 @@ class PipelineConfig:
     systems: list[str] = field(default_factory=lambda: list(SYSTEMS))
     accelerator: str = "auto"
     precision: str = "32-true"
+    strategy: str | None = None
 
 
 @dataclass
@@ -207,6 +213,35 @@ def adapter_digest(folder: Path) -> str | None:
     return digest.hexdigest()
 
 
+def strategy_settings(strategy: str | None) -> dict[str, Any]:
+    """The ``trainer`` section of a strategy YAML: a shipped name (``deepspeed_zero3``), a path relative to
+    ``lightning_configs/`` (``strategies/deepspeed_zero3.yaml``) or any path; {} for None.
+
+    Raises:
+        ValueError: naming the file when it does not exist or holds no ``trainer`` mapping.
+    """
+    if not strategy:
+        return {}
+    from metaprompt.configs import CONFIG_DIR
+
+    candidates = [Path(strategy), CONFIG_DIR / strategy, CONFIG_DIR / "strategies" / f"{strategy}.yaml"]
+    path = next((c for c in candidates if c.is_file()), None)
+    if path is None:
+        shipped = sorted(p.stem for p in (CONFIG_DIR / "strategies").glob("*.yaml"))
+        raise ValueError(f"strategy {strategy!r}: no such file (shipped: {', '.join(shipped)})")
+    trainer = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("trainer")
+    if not isinstance(trainer, dict) or not trainer:
+        raise ValueError(f"{path}: no `trainer:` settings (a strategy YAML sets trainer.strategy / devices)")
+    return trainer
+
+
+def rank_zero() -> bool:
+    """Whether this process writes the pipeline's files (rank 0 of a multi-process run, or the only one)."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
 def run_identity(config: dict[str, Any]) -> dict[str, Any]:
     """A resolved config (plain data) less its :data:`LOCATIONS` and the step-line callback: what the run
     computes, whatever folder it writes to."""
@@ -278,6 +313,7 @@ class Pipeline:
             "limit_val_batches": 0,
             "num_sanity_val_steps": 0,
             "val_check_interval": None,
+            **strategy_settings(cfg.strategy),  # nothing without one: the records of one-device runs keep their keys
         }
 
     def make_run(
@@ -363,7 +399,8 @@ class Pipeline:
             print(f"[pipeline] {run.name}: up to date, skipped", flush=True)
             return json.loads(record.read_text())["result"]
         run.folder.mkdir(parents=True, exist_ok=True)
-        (run.folder / "config.yaml").write_text(compose.dump(config), encoding="utf-8")
+        if rank_zero():
+            (run.folder / "config.yaml").write_text(compose.dump(config), encoding="utf-8")
         result: dict[str, Any] = {}
         timing = {}
         with RunResources() as used:  # peak memory (and GPU energy) of this run alone
@@ -389,8 +426,9 @@ class Pipeline:
             result["adapter_bytes"] = sum(p.stat().st_size for p in adapter.iterdir() if p.is_file())
         result.update(timing)  # train (fit + export) and eval (test) separately; "seconds" is the whole run
         result["seconds"] = round(time.perf_counter() - start, 1)
-        record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps({"key": key, "result": result}, indent=2, sort_keys=True))
+        if rank_zero():
+            record.parent.mkdir(parents=True, exist_ok=True)
+            record.write_text(json.dumps({"key": key, "result": result}, indent=2, sort_keys=True))
         split = ", ".join(f"{k.split('_')[0]} {v} s" for k, v in timing.items())
         print(f"[pipeline] {run.name}: done in {result['seconds']} s" + (f" ({split})" if split else ""), flush=True)
         return result
@@ -455,8 +493,9 @@ class Pipeline:
         return results
 
     def _write(self, results: dict[str, dict[str, dict]]) -> None:
-        (self.out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True))
-        (self.out / "results.md").write_text(render_results(results))
+        if rank_zero():
+            (self.out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True))
+            (self.out / "results.md").write_text(render_results(results))
         print(render_results(results))
 
 
