@@ -88,6 +88,11 @@ class PipelineConfig:
             settings (strategy, devices) every run uses, e.g. DeepSpeed ZeRO-3 sharding the backbone over a
             node's GPUs; None: one device. Every process runs the same plan in lock-step (Lightning launches
             them, or ``torchrun``); only rank 0 writes records, reports and predictions.
+        wandb: ``WandbLogger`` arguments (``project``, ``entity``, ``mode``, ``tags``, ...) to log every run to
+            Weights & Biases beside its CSV log: one W&B run per pipeline run, named after it, all in one
+            group (``group``, default the output folder's name), with its per-task metrics, macro score,
+            prediction table, hyperparameters and its adapter as an artifact (uploaded by ``wandb sync``
+            when offline). None: CSV logs only.
     """
 
     output_dir: str = "runs/pipeline"
@@ -106,6 +111,7 @@ class PipelineConfig:
     accelerator: str = "auto"
     precision: str = "32-true"
     strategy: str | None = None
+    wandb: dict[str, Any] | None = None
 
 
 @dataclass
@@ -235,6 +241,22 @@ def strategy_settings(strategy: str | None) -> dict[str, Any]:
     return trainer
 
 
+def finish_wandb(trainer, adapter: Path, name: str) -> None:
+    """Log the run's adapter folder as a W&B artifact and close its W&B run (so that the next pipeline run
+    starts its own); nothing without a W&B logger or off rank 0."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger) and rank_zero():
+            import wandb
+
+            if adapter.is_dir():
+                artifact = wandb.Artifact("".join(c if c.isalnum() else "-" for c in name), type="adapter")
+                artifact.add_dir(str(adapter))
+                logger.experiment.log_artifact(artifact)
+            logger.experiment.finish()
+
+
 def rank_zero() -> bool:
     """Whether this process writes the pipeline's files (rank 0 of a multi-process run, or the only one)."""
     from lightning.fabric.utilities.rank_zero import rank_zero_only
@@ -289,6 +311,21 @@ class Pipeline:
             check_settings(name, stage.data, MultitaskDataModule, "data")
 
     # ----------------------------------------------------------------- what a run is
+    def loggers(self, name: str, folder: Path) -> dict[str, Any] | list[dict[str, Any]]:
+        """The run's CSV log, and with ``wandb`` set its W&B run in the pipeline's group (see
+        :class:`PipelineConfig`). Loggers say where results go, so they are not part of a record's key."""
+        csv = {
+            "class_path": "lightning.pytorch.loggers.CSVLogger",
+            "init_args": {"save_dir": str(folder), "name": "logs"},
+        }
+        if self.config.wandb is None:
+            return csv
+        args = {"project": "metaprompt", "save_dir": str(self.out / "wandb"), "log_model": False,
+                **self.config.wandb}  # fmt: skip
+        args.setdefault("group", self.out.resolve().name)
+        args.update(name=name, job_type=name.split("/")[1] if "/" in name else name)
+        return [csv, {"class_path": "lightning.pytorch.loggers.WandbLogger", "init_args": args}]
+
     def run_shape(self, name: str, folder: Path) -> dict[str, Any]:
         """How the pipeline runs any stage (Trainer overrides): one device, the run's CSV log and step lines,
         the adapter exported as ``metaprompt fit`` does, no checkpoints and no validation passes (each run
@@ -299,10 +336,7 @@ class Pipeline:
             "devices": 1,
             "precision": cfg.precision,
             "default_root_dir": str(folder),
-            "logger": {
-                "class_path": "lightning.pytorch.loggers.CSVLogger",
-                "init_args": {"save_dir": str(folder), "name": "logs"},
-            },
+            "logger": self.loggers(name, folder),
             "callbacks": [
                 {"class_path": "metaprompt.callbacks.AdapterExport"},
                 {"class_path": "metaprompt.callbacks.StepPrinter", "init_args": {"name": name}},
@@ -418,6 +452,7 @@ class Pipeline:
                 result = {**result, **model.last_test_scores}
                 timing["eval_seconds"] = round(time.perf_counter() - tick, 1)
         result.update(used.result)
+        finish_wandb(trainer, run.folder / "adapter", run.name)
         if model.backbone is None:
             model.configure_model()
         result.update(model.parameter_counts())

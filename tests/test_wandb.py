@@ -1,0 +1,32 @@
+"""Weights & Biases in the pipeline: one W&B run per pipeline run, all in the pipeline's group, with its
+metrics, prediction table and adapter artifact (offline here: what `wandb sync` would upload)."""
+
+from __future__ import annotations
+
+import pytest
+
+from metaprompt.pipeline import Pipeline, PipelineConfig, Stage
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
+
+
+def test_each_run_is_its_own_wandb_run_in_the_pipelines_group(tmp_path, data_root, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    data = {"root": data_root, "max_eval_per_task": 4, "eval_batch_size": 2, "max_length": 96,
+            "min_prompt_tokens": 16, "batch_size": 2}  # fmt: skip
+    out = tmp_path / "my-reproduction"
+    config = PipelineConfig(output_dir=str(out), backbone="tiny-llama", prompt_length=2, data=data, wandb={})
+    pipe = Pipeline(config)
+    trained = pipe.make_run(
+        "rqe/prompt tuning/k4-s0", "prompt_tuning", out / "pt", Stage(2), ["rqe"], data={"k_shot": 4}
+    )
+    pipe.execute(trained)
+    pipe.execute(pipe.make_run("rqe/backbone zero-shot", "zero_shot", out / "z", Stage(0), ["rqe"]))
+    runs = sorted((out / "wandb" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 2  # not one W&B run growing across the pipeline
+    first, second = (path.read_bytes() for path in runs)
+    for logged in (first, second):
+        assert b"my-reproduction" in logged and b"test/macro/score" in logged and b"test/rqe/ci_low" in logged
+    assert b"rqe/prompt tuning/k4-s0" in first and b"test/predictions" in first  # its name, its table
+    assert b"adapter.safetensors" in first and b"adapter.safetensors" not in second  # the trained adapter
+    assert (out / "pt" / "logs").is_dir() and (out / "z" / "logs").is_dir()  # CSV logs always
