@@ -200,10 +200,11 @@ class Ladder(Pipeline):
         """Targets in phases, so that a partial ladder already holds whole comparisons: zero-shot on every
         target, then one seed of every adapted system on every target, then the other seeds, then ablations
         (each ablation's distillation just before its first adapted run)."""
-        from metaprompt.tasks.taskset import resolve_tasks
+        from metaprompt.tasks.taskset import task_arguments
 
         cfg = self.config
-        tasks = [spec.name for spec in resolve_tasks(cfg.targets, cfg.data.get("root"))]
+        declared = dict(task_arguments(cfg.targets, cfg.data.get("root")))  # a user's target: its declaration
+        tasks = list(declared)
         meta = {"metaprompt_adapter": str(self.distill_folder("") / "adapter")}
         zero = Stage(0, data={"k_shot": 0})
         runs = []
@@ -212,14 +213,18 @@ class Ladder(Pipeline):
             if "backbone zero-shot" in cfg.systems:
                 runs.append(
                     self.make_run(
-                        f"{task}/backbone zero-shot", "zero_shot", root / "backbone_zero-shot" / "k0-s0", zero, task
+                        f"{task}/backbone zero-shot",
+                        "zero_shot",
+                        root / "backbone_zero-shot" / "k0-s0",
+                        zero,
+                        declared[task],
                     )
                 )
             if "metaprompt zero-shot" in cfg.systems:
                 runs.append(
                     self.make_run(
                         f"{task}/metaprompt zero-shot", "target", root / "metaprompt_zero-shot" / "k0-s0", zero,
-                        task, model=meta,
+                        declared[task], model=meta,
                     )
                 )  # fmt: skip
         plan = sorted(
@@ -230,7 +235,9 @@ class Ladder(Pipeline):
             for task in tasks:
                 for system, folder, stage, settings, model in self.adapted_systems(meta):
                     if system in cfg.systems:
-                        runs.append(self._adapted_run(task, system, folder, stage, settings, k, seed, model))
+                        runs.append(
+                            self._adapted_run(task, system, folder, stage, settings, k, seed, model, declared[task])
+                        )
         distilled: set[str] = set()
         for seed in cfg.ablation_seeds:  # ablations last: each distils its own metaprompt first
             for variant in cfg.ablations:
@@ -242,7 +249,7 @@ class Ladder(Pipeline):
                     runs.append(
                         self._adapted_run(
                             task, f"metaprompt adapted ({variant})", f"metaprompt_adapted_{slug(variant)}", "target",
-                            cfg.target, cfg.ablation_shots, seed, model,
+                            cfg.target, cfg.ablation_shots, seed, model, declared[task],
                         )
                     )  # fmt: skip
         return runs
@@ -267,11 +274,13 @@ class Ladder(Pipeline):
         """The data module's ``k_shot`` for the ladder's k."""
         return k
 
-    def _adapted_run(self, task, system, folder_name, stage, settings, k, seed, model) -> Run:
-        """One adapted system on one target at k shots and one seed, with the ladder's equal steps at k."""
+    def _adapted_run(self, task, system, folder_name, stage, settings, k, seed, model, tasks=None) -> Run:
+        """One adapted system on one target at k shots and one seed, with the ladder's equal steps at k;
+        ``tasks``: the data module's tasks argument for it (default: the task's name)."""
         at_k = Stage(self.config.steps[k], dict(settings.model), {**settings.data, "k_shot": self.k_shot(k)})
         folder = self.out / "targets" / task / folder_name.replace(" ", "_") / f"k{k}-s{seed}"
-        return self.make_run(f"{task}/{system}/k{k}-s{seed}", stage, folder, at_k, task, seed=seed, model=model)
+        tasks = task if tasks is None else tasks
+        return self.make_run(f"{task}/{system}/k{k}-s{seed}", stage, folder, at_k, tasks, seed=seed, model=model)
 
 
 def slug(text: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 
 import pytest
 from safetensors.torch import load_file
@@ -66,6 +67,32 @@ def test_the_smoke_preset_runs_every_system_and_k_then_only_reports(tmp_path, da
     assert main(smoke(tmp_path, data_root)) == 0  # finished: only reports
     out = capsys.readouterr().out
     assert "done in" not in out and out.count("up to date, skipped") == 31
+    # your own targets against this distillation: its source runs copied to a new folder stay current (a
+    # record's key ignores where it lives), so only the user-declared target's runs run
+    mine = tmp_path.parent / "mine"
+    for part in ("teacher", "distill", "sources"):
+        shutil.copytree(tmp_path / part, mine / part)
+    (mine / "done").mkdir()
+    for record in ("teacher", "distill", "sources__backbone zero-shot"):
+        shutil.copy(tmp_path / "done" / f"{record}.json", mine / "done")
+    rows = ["premise,hypothesis,label"] + [
+        f"Fever of 3{i}C.,The patient is {'febrile' if i % 2 else 'cold'}.,{'entailment' if i % 2 else 'contradiction'}"
+        for i in range(12)
+    ]  # fmt: skip
+    (mine / "pairs.csv").write_text("\n".join(rows) + "\n")
+    (mine / "targets.yaml").write_text(
+        "tasks:\n  - {name: my_pairs, task_type: nli, role: target, format: csv, "
+        f"data_files: {{train: {mine / 'pairs.csv'}, test: {mine / 'pairs.csv'}}}, labels: [entailment, contradiction]}}\n"
+    )
+    argv = ["reproduce", "-c", SMOKE, "--pipeline.output_dir", str(mine), "--pipeline.data.root", str(data_root),
+            "--pipeline.targets", str(mine / "targets.yaml")]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "teacher: up to date, skipped" in out and "distill: up to date, skipped" in out
+    assert "my_pairs/LoRA/k4-s0: done in" in out and "rqe/" not in out
+    rows = list(csv.DictReader((mine / "results.csv").open()))
+    assert {r["system"] for r in rows if r["task"] == "my_pairs"} == {"backbone zero-shot", "metaprompt zero-shot",
+                                                                       *systems}  # fmt: skip
 
 
 def test_reproduce_needs_a_preset_and_rejects_a_bad_k(tmp_path, capsys):

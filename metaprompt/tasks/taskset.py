@@ -135,3 +135,24 @@ def resolve_tasks(tasks: str | list[Any], root: str | Path | None = None) -> lis
     if dupes:
         raise ValueError(f"task list names {dupes} more than once")
     return specs
+
+
+def task_arguments(tasks: str | list[Any], root: str | Path | None = None) -> list[tuple[str, str | list[Any]]]:
+    """Each task of a set as ``(name, what a data module's tasks argument takes to serve it alone)``: the
+    name of a manifest task, a one-entry list holding the declaration of a mapping entry (a user-declared
+    task, or a manifest task with overrides), since a bare name is looked up in the manifest.
+
+    Args:
+        tasks, root: As in :func:`resolve_tasks`.
+    """
+    specs = resolve_tasks(tasks, root)
+    entries: list[Any] = [spec.name for spec in specs]
+    if isinstance(tasks, list):
+        entries = list(tasks)
+    elif isinstance(tasks, str):
+        path = Path(tasks)
+        if not path.suffix and (TASKSET_DIR / f"{tasks}.yaml").is_file():
+            path = TASKSET_DIR / f"{tasks}.yaml"
+        if path.suffix in (".yaml", ".yml"):
+            entries = yaml.safe_load(path.read_text(encoding="utf-8"))["tasks"]
+    return [(spec.name, spec.name if isinstance(e, str) else [e]) for spec, e in zip(specs, entries, strict=True)]
