@@ -10,7 +10,10 @@ Checkpoints hold only the trainable parameters (plus optimizer state), in the st
 :func:`consolidate` reads the adapter state on CPU in one process (no GPU, no process group), rebuilds
 the stage's adapter modules on a backbone built on the meta device (no weights are loaded), loads the
 state into them and calls the stage's own ``export_adapter``, so the file is exactly the one a
-single-device run would write::
+single-device run would write. Nothing is unpickled beyond tensors and plain data (and the few DeepSpeed
+classes of :data:`ALLOWED_GLOBALS`): every ``.pt`` file is scanned first and loaded with
+``weights_only=True``, and the stage class a checkpoint names must be a metaprompt module. (A DCP folder's
+``.metadata`` is read by ``torch.distributed.checkpoint`` itself.)::
 
     from metaprompt.consolidation import consolidate
     consolidate("runs/teacher/checkpoints/last.ckpt", "runs/teacher/adapter")
@@ -34,15 +37,52 @@ from metaprompt.modules.base import MODULE_KEY
 _DEEPSPEED_PREFIX = "_forward_module."
 
 
+ALLOWED_GLOBALS = {
+    "deepspeed.runtime.zero.config.ZeroStageEnum": ("deepspeed.runtime.zero.config", "ZeroStageEnum"),
+    "deepspeed.runtime.fp16.loss_scaler.LossScaler": ("deepspeed.runtime.fp16.loss_scaler", "LossScaler"),
+    "deepspeed.runtime.fp16.loss_scaler.DynamicLossScaler": ("deepspeed.runtime.fp16.loss_scaler", "DynamicLossScaler"),
+}
+"""Classes beyond tensors and plain data that DeepSpeed's optimizer shards pickle (Lightning's own
+checkpoints of these stages need none): the only ones a checkpoint may name to be loaded."""
+
+
+class UnsafeCheckpointError(ValueError):
+    """A checkpoint that would run code or build arbitrary objects when unpickled."""
+
+
+def check_pickle(path: Path) -> list[str]:
+    """The allow-listed globals a torch checkpoint file names (see :data:`ALLOWED_GLOBALS`).
+
+    Raises:
+        UnsafeCheckpointError: naming the file and every other global it pickles (``os.system``, a class
+            of some other package...), or when the file cannot be scanned (not torch's zip format).
+    """
+    try:
+        found = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception as err:  # legacy (non-zip) files cannot be scanned without unpickling them
+        raise UnsafeCheckpointError(f"{path}: cannot check what it unpickles ({err}); refusing to load it") from None
+    bad = sorted(set(found) - ALLOWED_GLOBALS.keys())
+    if bad:
+        raise UnsafeCheckpointError(
+            f"{path}: refusing to load: it pickles {', '.join(bad)} (not tensors or plain data), which could run "
+            "code; only metaprompt's own Lightning/DeepSpeed checkpoints are consolidated"
+        )
+    return found
+
+
 def _torch_load(path: Path) -> dict[str, Any]:
-    # Our own checkpoints: they hold hyper-parameter dicts, not only tensors.
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """``torch.load(weights_only=True)`` with only :data:`ALLOWED_GLOBALS` admitted, after :func:`check_pickle`."""
+    allowed = [getattr(importlib.import_module(m), n) for m, n in (ALLOWED_GLOBALS[g] for g in check_pickle(path))]
+    with torch.serialization.safe_globals(allowed):
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _read_deepspeed(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint, get_model_state_file
 
     tag = (folder / "latest").read_text().strip() if (folder / "latest").is_file() else "checkpoint"
+    for shard in sorted((folder / tag).glob("*.pt")):  # DeepSpeed's reader unpickles them fully: check first
+        check_pickle(shard)
     state = get_fp32_state_dict_from_zero_checkpoint(str(folder), tag=tag, exclude_frozen_parameters=True)
     model_file = next((folder / tag).glob("*mp_rank_00_model_states.pt"), None)
     if model_file is None:  # ZeRO-3 names it zero_pp_rank_0_mp_rank_00_model_states.pt, ZeRO-2 mp_rank_00_...
@@ -84,8 +124,17 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
 
 
 def _import(class_path: str) -> type:
+    """The stage class a checkpoint names: only metaprompt's own modules are imported, and only a
+    :class:`~metaprompt.modules.base.PromptModule` subclass is accepted."""
+    from metaprompt.modules.base import PromptModule
+
     module, _, name = class_path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
+    if module != "metaprompt" and not module.startswith("metaprompt."):
+        raise UnsafeCheckpointError(f"refusing class path {class_path!r}: not a metaprompt stage module")
+    cls = getattr(importlib.import_module(module), name, None)
+    if not (isinstance(cls, type) and issubclass(cls, PromptModule)):
+        raise UnsafeCheckpointError(f"refusing class path {class_path!r}: not a metaprompt stage (PromptModule)")
+    return cls
 
 
 class _NoTokenizer:

@@ -1,0 +1,47 @@
+"""Checkpoint consolidation loads nothing unsafe: a pickle that would run code, or a class path outside
+metaprompt's stages, is refused with the file named (and nothing runs)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from metaprompt.consolidation import UnsafeCheckpointError, check_pickle, consolidate, read_checkpoint
+from metaprompt.modules.base import MODULE_KEY
+
+
+class Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):  # what a malicious checkpoint does: run a command while being unpickled
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_pickle_that_runs_code_is_refused_before_it_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "hyper_parameters": {}, "x": Payload(marker)}, path)
+    with pytest.raises(UnsafeCheckpointError, match=rf"{path}: refusing to load: it pickles posix.system"):
+        consolidate(path, tmp_path / "out")
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_only_metaprompt_stage_classes_are_imported(tmp_path):
+    path = tmp_path / "odd.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {}, MODULE_KEY: "subprocess.Popen"}, path)
+    with pytest.raises(UnsafeCheckpointError, match=r"refusing class path 'subprocess.Popen': not a metaprompt"):
+        consolidate(path, tmp_path / "out")
+    torch.save({"state_dict": {}, "hyper_parameters": {}, MODULE_KEY: "metaprompt.pipeline.Pipeline"}, path)
+    with pytest.raises(UnsafeCheckpointError, match=r"not a metaprompt stage \(PromptModule\)"):
+        consolidate(path, tmp_path / "out")
+
+
+def test_plain_checkpoints_load_with_weights_only(tmp_path):
+    path = tmp_path / "plain.ckpt"
+    torch.save({"state_dict": {"prompt": torch.ones(2, 3)}, "hyper_parameters": {"lr": 0.1}, "global_step": 2}, path)
+    assert check_pickle(path) == []
+    state, meta = read_checkpoint(path)
+    assert state["prompt"].shape == (2, 3) and meta["hyper_parameters"] == {"lr": 0.1}
