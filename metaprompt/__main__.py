@@ -209,7 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] and argv[0] in ("fit", "validate", "test", "predict") or argv[:1] in (["--help"], ["-h"]):
         from metaprompt.cli import cli_main
 
-        cli_main(argv)
+        try:
+            cli_main(argv)
+        except FloatingPointError as err:  # a diverged run: one line naming the step and tasks, not a traceback
+            print(f"metaprompt {argv[0]}: {err}", file=sys.stderr)
+            return 1
         return 0
     print(__doc__, file=sys.stderr)
     return 2

@@ -145,8 +145,15 @@ class AdapterConfig:
 
 
 def check_tensors(tensors: dict[str, torch.Tensor], config: AdapterConfig) -> None:
-    """Raise ``ValueError`` naming the key when ``tensors`` do not fit ``config`` (see the module docstring)."""
+    """Raise ``ValueError`` naming the key when ``tensors`` do not fit ``config`` (see the module docstring)
+    or hold a NaN/inf (a diverged run: such an adapter is never written, nor loaded)."""
     k, length, d, r = len(config.task_names), config.prompt_length, config.hidden_size, config.rank
+    bad = sorted(key for key, value in tensors.items() if value.is_floating_point() and not torch.isfinite(value).all())
+    if bad:
+        counts = ", ".join(
+            f"{key} ({int((~torch.isfinite(tensors[key])).sum())} of {tensors[key].numel()})" for key in bad
+        )
+        raise ValueError(f"non-finite values (NaN/inf) in {counts}: the run that made them diverged")
     if config.kind == "lora":
         if not tensors:
             raise ValueError("a lora adapter needs at least one tensor")
@@ -293,7 +300,7 @@ def load_adapter(
     try:
         check_tensors(tensors, config)
     except ValueError as error:
-        raise ValueError(f"{TENSOR_FILE}: {error}") from None
+        raise ValueError(f"{tensor_path}: {error}") from None
     return tensors, config
 
 

@@ -49,6 +49,8 @@ from metaprompt.scale.zero import zero3_hf_config
 
 MODULE_KEY = "metaprompt_module"  # checkpoint key: the stage's class path (on_save_checkpoint), for consolidation
 
+OVERFLOW = 1.8e19
+"""Largest trainable magnitude accepted: sqrt(float32 max), beyond which an RMS/LayerNorm's square overflows."""
 RANK_ROWS = 32  # candidate rows per ranking forward ([N, V] logits of all their target tokens)
 
 
@@ -223,8 +225,40 @@ class PromptModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         losses = self.compute_loss(batch)
+        self._batch_tasks = self._tasks_of(batch)
+        if not torch.isfinite(losses["loss"].detach()).all():  # one sync per step: a NaN run must not go on
+            raise FloatingPointError(
+                f"step {self.global_step}: the loss is {float(losses['loss'])} on a batch of {self._batch_tasks}: "
+                "training diverged (a lower optim.lr? the data of those tasks?); the adapter was not exported"
+            )
         self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=len(batch["task_ids"]))
         return losses["loss"]
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """Stop before a non-finite gradient reaches the adapter (naming the step, tensor and tasks)."""
+        for name, param in self.named_parameters():
+            if param.grad is not None and not torch.isfinite(param.grad).all():
+                raise FloatingPointError(
+                    f"step {self.global_step}: non-finite gradient of {name} on a batch of "
+                    f"{getattr(self, '_batch_tasks', '?')}: training diverged; the adapter was not exported"
+                )
+
+    def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
+        """Stop as soon as an update leaves a trainable value non-finite or beyond :data:`OVERFLOW` (its square
+        overflows float32, so the backbone's first norm turns that input into zeros: a diverged adapter)."""
+        for name, param in self.named_parameters():
+            if param.requires_grad and param.numel():
+                peak = param.detach().abs().max()
+                if not torch.isfinite(peak) or peak > OVERFLOW:
+                    raise FloatingPointError(
+                        f"step {self.global_step}: {name} reached {float(peak):.3g} after the update on a batch of "
+                        f"{getattr(self, '_batch_tasks', '?')}: training diverged (a lower optim.lr?); the adapter "
+                        "was not exported"
+                    )
+
+    def _tasks_of(self, batch: dict) -> str:
+        ids = sorted({int(i) for i in batch["task_ids"].tolist()})
+        return ", ".join(self.task_names[i] if i < len(self.task_names) else f"task {i}" for i in ids)
 
     def on_fit_start(self) -> None:
         self._log_parameter_counts()
