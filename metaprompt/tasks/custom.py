@@ -19,6 +19,7 @@ partitioned 80/10/10 like the manifest datasets without official splits.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from metaprompt.tasks.errors import DataFormatError
@@ -60,16 +61,31 @@ def _rows(spec: TaskSpec) -> dict[str, Any]:
         )
     if not spec.data_files:
         raise ValueError(f"{spec.origin}: task {spec.name!r}: data_files is empty")
-    kwargs = {"delimiter": "\t"} if spec.format == "tsv" else {}
+    kwargs = {}
+    if spec.format in ("csv", "tsv"):  # cells stay text: "NA", "None", "null" are answers, not missing values
+        kwargs = {"keep_default_na": False, "na_filter": False, **({"delimiter": "\t"} if spec.format == "tsv" else {})}
     out = {}
     for split, path in spec.data_files.items():
+        if Path(path).is_file() and not _has_text(Path(path)):
+            raise DataFormatError(path, None, f"no records (task {spec.name!r}, split {split!r}): the file is empty")
         try:
             out[split] = datasets.load_dataset(_LOADERS[spec.format], data_files=str(path), split="train", **kwargs)
         except FileNotFoundError:
             raise DataFormatError(path, None, f"file of task {spec.name!r} split {split!r} not found") from None
         except Exception as e:
             raise DataFormatError(path, None, f"cannot read as {spec.format}: {type(e).__name__}: {e}") from None
+        if len(out[split]) == 0:  # an empty split would silently train or score on nothing
+            raise DataFormatError(path, None, f"no records (task {spec.name!r}, split {split!r})")
     return out
+
+
+def _has_text(path: Path) -> bool:
+    """Whether a file holds anything but whitespace (read in chunks: data files can be large)."""
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 16):
+            if chunk.strip():
+                return True
+    return False
 
 
 def _list(value: Any, path: str, loc: str, what: str) -> list:
@@ -89,8 +105,11 @@ def _record(spec: TaskSpec, row: dict, uid: str, path: str, loc: str) -> Record:
     col = lambda f: spec.columns.get(f, f)  # noqa: E731
 
     def get(f: str, required: bool = True) -> Any:
+        # a column the declaration names (columns: {entities: spans}) must exist, even for an optional field,
+        # and so must a NER/RE task's annotations: a typo would otherwise read as "no entities" on every record
+        present_required = required or f in spec.columns or f in ("entities", "relations")
         if col(f) not in row:
-            if required:
+            if present_required:
                 raise DataFormatError(path, loc, f"missing column {col(f)!r} (field {f!r}); columns are {sorted(row)}")
             return None
         v = row[col(f)]
@@ -103,12 +122,20 @@ def _record(spec: TaskSpec, row: dict, uid: str, path: str, loc: str) -> Record:
         text = str(get("text"))
         ents = []
         for e in _list(get("entities", required=False), path, loc, "entities"):
+            if not isinstance(e, dict) or "label" not in e or not ({"start", "end"} <= e.keys() or "text" in e):
+                raise DataFormatError(path, loc, f"an entity is {{start, end, label}} or {{text, label}}; got {e!r}")
             if "start" in e and "end" in e:
                 s, en = int(e["start"]), int(e["end"])
                 if not 0 <= s < en <= len(text):
                     raise DataFormatError(path, loc, f"entity offsets {s}-{en} outside the text (length {len(text)})")
+                if "text" in e and str(e["text"]) != text[s:en]:
+                    raise DataFormatError(
+                        path, loc, f"entity text {e['text']!r} disagrees with offsets {s}-{en} ({text[s:en]!r})"
+                    )
                 ents.append(Entity(s, en, str(e["label"]), text[s:en]))
             else:
+                if not str(e["text"]).strip():
+                    raise DataFormatError(path, loc, "an entity with empty text")
                 ents.append(Entity(-1, -1, str(e["label"]), str(e["text"])))
         return NerRecord(uid=uid, origin=f"{path}:{loc}", text=text, entities=tuple(ents))
     if t == "re":
@@ -120,6 +147,8 @@ def _record(spec: TaskSpec, row: dict, uid: str, path: str, loc: str) -> Record:
     if t == "qa":
         ans = get("answer")
         answers = tuple(str(a) for a in (ans if isinstance(ans, list) else [ans]))
+        if not answers or any(a is None or not str(a).strip() for a in (ans if isinstance(ans, list) else [ans])):
+            raise DataFormatError(path, loc, f"every answer must be non-empty text; got {ans!r}")
         opts = get("options", required=False)
         opts = tuple(str(o) for o in _list(opts, path, loc, "options")) if opts else None
         kind = (

@@ -64,6 +64,8 @@ class TaskSpec:
             )
         if self.role not in ("source", "target"):
             raise ValueError(f"{self.origin}: task {self.name!r}: role must be 'source' or 'target', not {self.role!r}")
+        if isinstance(self.labels, str):  # tuple("Drug") would be the letters D, r, u, g
+            raise ValueError(f"{self.origin}: task {self.name!r}: labels must be a list, e.g. [{self.labels}]")
 
     def load(self, root: str | Path | None = None) -> dict[str, list[Record]]:
         """Records per canonical split (``train``, ``validation``, ``test``)."""
@@ -101,7 +103,12 @@ def _spec_from_entry(entry: Any, root: str | Path | None, where: str) -> TaskSpe
     unknown = set(entry) - set(TaskSpec.__dataclass_fields__)
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {sorted(unknown)} in task {entry['name']!r}")
-    entry = {**entry, "labels": tuple(entry.get("labels", ()))}
+    labels = entry.get("labels", ())
+    if not isinstance(labels, (list, tuple)) or not all(isinstance(x, (str, int)) and str(x).strip() for x in labels):
+        raise ValueError(
+            f"{where}: task {entry['name']!r}: labels must be a list of names, e.g. [{labels}]; got {labels!r}"
+        )
+    entry = {**entry, "labels": tuple(str(x) for x in labels)}
     entry.setdefault("format", "jsonl")
     return TaskSpec(**entry, origin=where)
 

@@ -61,3 +61,40 @@ def test_user_data_errors_name_file_and_record():
     gone = TaskSpec(name="g", task_type="nli", format="csv", data_files={"train": str(FIX / "nope.csv")})
     with pytest.raises(DataFormatError, match="nope.csv"):
         gone.load()
+
+
+def _spec(task_type: str, file: str, **kw) -> TaskSpec:
+    fmt = file.rsplit(".", 1)[1]
+    return TaskSpec(name="mine", task_type=task_type, format=fmt, data_files={"train": str(FIX / file)}, **kw)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [  # what used to be lost or distorted without a word
+        (_spec("ner", "ner_typo_column.jsonl", columns={"text": "note", "entities": "spans"}),
+         r"ner_typo_column.jsonl: record 1: missing column 'spans' \(field 'entities'\)"),
+        (_spec("ner", "ner_typo_column.jsonl", columns={"text": "note"}),  # no mapping: 'entities' must exist
+         r"ner_typo_column.jsonl: record 1: missing column 'entities'"),
+        (_spec("ner", "ner_text_offsets.jsonl", columns={"text": "note", "entities": "spans"}),
+         r"ner_text_offsets.jsonl: record 1: entity text 'aspirin' disagrees with offsets 11-20 \('metformin'\)"),
+        (_spec("qa", "qa_blank_answer.jsonl"), r"qa_blank_answer.jsonl: record 1: every answer must be non-empty"),
+        (_spec("nli", "empty.jsonl"), r"empty.jsonl: no records \(task 'mine', split 'train'\): the file is empty"),
+    ],
+)  # fmt: skip
+def test_user_data_is_never_silently_dropped_or_distorted(spec, message):
+    with pytest.raises(DataFormatError, match=message):
+        spec.load()
+
+
+def test_csv_cells_stay_text_and_labels_are_a_list(tmp_path):
+    recs = [r for s in _spec("qa", "qa_na.csv").load().values() for r in s]
+    assert sorted(a for r in recs for a in r.answers) == ["5 mg", "NA"]  # not "None", not dropped
+    with pytest.raises(ValueError, match=r"labels must be a list, e.g. \[Drug\]"):
+        _spec("ner", "notes_ner.jsonl", labels="Drug")
+    (tmp_path / "t.yaml").write_text(
+        "tasks:\n  - {name: x, task_type: ner, role: target, data_files: {train: a.jsonl}, labels: Drug}\n"
+    )
+    with pytest.raises(
+        ValueError, match=r"t.yaml: tasks\[0\]: task 'x': labels must be a list of names, e.g. \[Drug\]"
+    ):
+        resolve_tasks(str(tmp_path / "t.yaml"))
