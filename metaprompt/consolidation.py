@@ -41,6 +41,7 @@ ALLOWED_GLOBALS = {
     "deepspeed.runtime.zero.config.ZeroStageEnum": ("deepspeed.runtime.zero.config", "ZeroStageEnum"),
     "deepspeed.runtime.fp16.loss_scaler.LossScaler": ("deepspeed.runtime.fp16.loss_scaler", "LossScaler"),
     "deepspeed.runtime.fp16.loss_scaler.DynamicLossScaler": ("deepspeed.runtime.fp16.loss_scaler", "DynamicLossScaler"),
+    "deepspeed.utils.tensor_fragment.fragment_address": ("deepspeed.utils.tensor_fragment", "fragment_address"),
 }
 """Classes beyond tensors and plain data that DeepSpeed's optimizer shards pickle (Lightning's own
 checkpoints of these stages need none): the only ones a checkpoint may name to be loaded."""
