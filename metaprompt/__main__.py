@@ -1,6 +1,7 @@
 """The ``metaprompt`` command.
 
 metaprompt data stats [--root DIR] [--backbone NAME] [--max-length N]
+metaprompt data check my_tasks.yaml [--root DIR]                        (read every record; no training)
 metaprompt fit|validate|test|predict -c lightning_configs/<stage>.yaml   (LightningCLI)
 metaprompt pipeline -c lightning_configs/demo.yaml                       (the chain + baselines)
 metaprompt sweep|ladder -c lightning_configs/ladder.yaml                 (learning rates; the sanity ladder)
@@ -39,9 +40,17 @@ def data_main(argv: list[str]) -> int:
     )
     stats.add_argument("--backbone", default="smollm2-135m", help="tokenizer/chat format to measure with")
     stats.add_argument("--max-length", type=int, default=1024, help="prompt+target token budget")
+    check = sub.add_parser("check", help="read every record of a task set (e.g. your own tasks) without training")
+    check.add_argument("tasks", help="a task-set YAML, a shipped task set's name, or comma-separated dataset ids")
+    check.add_argument(
+        "--root", default=None, help="data root for dataset ids (default: $METAPROMPT_DATA or ../shared/data)"
+    )
     args = parser.parse_args(argv)
     from metaprompt.data.stats import all_stats, render
     from metaprompt.tasks.errors import DataFormatError
+
+    if args.cmd == "check":
+        return data_check(args.tasks, args.root)
 
     try:
         stats_rows = all_stats(args.root, args.backbone, args.max_length)
@@ -50,6 +59,32 @@ def data_main(argv: list[str]) -> int:
         return 2
     render(stats_rows)
     return 0 if all(s.manifest_ok and s.roundtrip_ok == s.roundtrip_total for s in stats_rows) else 1
+
+
+def data_check(tasks: str, root: str | None) -> int:
+    """``metaprompt data check TASKS``: every task's records read and checked, one line per task (its counts per
+    split, or the first bad record's file, place and problem); exit 0 when all read, 2 otherwise."""
+    from metaprompt.tasks.taskset import resolve_tasks
+
+    try:
+        specs = resolve_tasks(tasks, root)
+    except (OSError, ValueError) as err:  # the declaration itself: a typo key, labels not a list, a missing file
+        print(f"metaprompt data check: {err}", file=sys.stderr)
+        return 2
+    bad = 0
+    for spec in specs:
+        try:
+            splits = spec.load(root)
+        except (OSError, ValueError, RuntimeError) as err:  # DataFormatError is a ValueError naming file and place
+            print(f"{spec.name}: ERROR {err}", flush=True)
+            bad += 1
+            continue
+        counts = ", ".join(f"{split} {len(records):,}" for split, records in splits.items())
+        empty = [split for split, records in splits.items() if not records]
+        note = f" (empty: {', '.join(empty)})" if empty else ""
+        print(f"{spec.name}: ok ({spec.task_type}; {counts}){note}", flush=True)
+    print(f"{len(specs) - bad} of {len(specs)} tasks read without error", flush=True)
+    return 2 if bad else 0
 
 
 def pipeline_main(argv: list[str]) -> int:
@@ -187,7 +222,7 @@ def ladder_main(argv: list[str], sweep: bool = False) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from metaprompt.configs import CONFIG_DIR, list_main, resolve_config_args
+    from metaprompt.configs import resolve_config_args
 
     argv = resolve_config_args(list(sys.argv[1:] if argv is None else argv))
     _offline_defaults()
@@ -196,6 +231,18 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()  # bars only on a terminal (metaprompt.progress)
     if argv[:1] == ["data"]:
         return data_main(argv[1:])
+    from metaprompt.tasks.errors import DataFormatError
+
+    try:
+        return _run_command(argv)
+    except DataFormatError as err:  # bad data: the one line naming file, place and problem, not a traceback
+        print(f"metaprompt {(argv or ['run'])[0]}: data error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run_command(argv: list[str]) -> int:
+    from metaprompt.configs import CONFIG_DIR, list_main
+
     if argv[:1] == ["configs"]:
         return list_main(argv[1:])
     if argv[:1] == ["pipeline"]:
