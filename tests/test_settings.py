@@ -43,6 +43,8 @@ PIPELINE_CHANGES = {
     "systems": ["LoRA"],
     "accelerator": "auto",
     "precision": "bf16-mixed",
+    "strategy": "ddp",
+    "wandb": None,  # where logs go, not what runs compute (tests/test_wandb.py)
     **{name: None for name in STAGE_FIELDS},  # walked part by part in test_each_stage_part_reaches_its_runs
 }
 LADDER_CHANGES = {
