@@ -113,6 +113,12 @@ def _spec_from_entry(entry: Any, root: str | Path | None, where: str) -> TaskSpe
     return TaskSpec(**entry, origin=where)
 
 
+def _taskset_path(tasks: str) -> Path:
+    """A shipped task set's file for its name (``clinical21``), else ``tasks`` as a path."""
+    shipped = TASKSET_DIR / f"{tasks}.yaml"
+    return shipped if not Path(tasks).suffix and shipped.is_file() else Path(tasks)
+
+
 def resolve_tasks(tasks: str | list[Any], root: str | Path | None = None) -> list[TaskSpec]:
     """Turn a task-set name/path or an inline list into TaskSpecs.
 
@@ -122,9 +128,7 @@ def resolve_tasks(tasks: str | list[Any], root: str | Path | None = None) -> lis
         root: Data root for manifest tasks.
     """
     if isinstance(tasks, str):
-        path = Path(tasks)
-        if not path.suffix and (TASKSET_DIR / f"{tasks}.yaml").is_file():
-            path = TASKSET_DIR / f"{tasks}.yaml"
+        path = _taskset_path(tasks)
         if path.suffix in (".yaml", ".yml"):
             if not path.is_file():
                 raise FileNotFoundError(f"task set {path} not found")
@@ -157,9 +161,7 @@ def task_arguments(tasks: str | list[Any], root: str | Path | None = None) -> li
     if isinstance(tasks, list):
         entries = list(tasks)
     elif isinstance(tasks, str):
-        path = Path(tasks)
-        if not path.suffix and (TASKSET_DIR / f"{tasks}.yaml").is_file():
-            path = TASKSET_DIR / f"{tasks}.yaml"
+        path = _taskset_path(tasks)
         if path.suffix in (".yaml", ".yml"):
             entries = yaml.safe_load(path.read_text(encoding="utf-8"))["tasks"]
     return [(spec.name, spec.name if isinstance(e, str) else [e]) for spec, e in zip(specs, entries, strict=True)]
