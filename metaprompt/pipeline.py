@@ -495,8 +495,14 @@ class Pipeline:
             ),
         ]  # fmt: skip
 
-    def runs_for_target(self, task: str) -> dict[str, Run]:
-        """Each system's run on one target (zero-shot rows on the target stage's data, no training)."""
+    def runs_for_target(self, task: str, tasks: str | list[Any] | None = None) -> dict[str, Run]:
+        """Each system's run on one target (zero-shot rows on the target stage's data, no training).
+
+        Args:
+            task: The target's name (its folder under ``targets/``).
+            tasks: What the runs' data modules serve (default ``task``): a user-declared target passes its
+                declaration, since a bare name is looked up in the manifest.
+        """
         cfg = self.config
         meta = {"metaprompt_adapter": str(self.out / "distill" / "adapter")}
         zero = Stage(0, data=cfg.target.data)
@@ -511,19 +517,19 @@ class Pipeline:
         for system in cfg.systems:
             stage, settings, model = plan[system]
             folder = self.out / "targets" / task / system.replace(" ", "_")
-            runs[system] = self.make_run(f"{task}/{system}", stage, folder, settings, task, model=model)
+            runs[system] = self.make_run(f"{task}/{system}", stage, folder, settings, tasks or task, model=model)
         return runs
 
     def run(self) -> dict[str, dict[str, dict]]:
         """Run every stage; returns ``{target: {system: result}}`` and writes results.json/.md."""
-        from metaprompt.tasks.taskset import resolve_tasks
+        from metaprompt.tasks.taskset import task_arguments
 
         for run in self.runs_for_sources():
             self.execute(run)
         results: dict[str, dict[str, dict]] = {}
-        for spec in resolve_tasks(self.config.targets, self.config.data.get("root")):
-            for system, run in self.runs_for_target(spec.name).items():
-                results.setdefault(spec.name, {})[system] = self.execute(run)
+        for name, tasks in task_arguments(self.config.targets, self.config.data.get("root")):
+            for system, run in self.runs_for_target(name, tasks).items():
+                results.setdefault(name, {})[system] = self.execute(run)
         self._write(results)
         return results
 

@@ -12,17 +12,29 @@ nli            ``premise``, ``hypothesis``, ``label``
 summarization  ``source``, ``summary``
 =============  ==========================================================================
 
+Formats: ``jsonl`` (one object per line), ``json`` (a list of objects, or ``{"data": [...]}``), ``csv``/``tsv``
+(a header row; cells stay text, list fields as JSON in the cell), ``hub`` (a ``datasets`` id), and the
+structured ``conll``/``iob``, ``squad``, ``brat``, ``bioc`` of :mod:`metaprompt.tasks.user_formats`.
+Local files are read here, not by ``datasets``, so that every bad record is reported with its line.
+``on_error: skip`` leaves bad records out (and says how many and where) instead of stopping.
+
 Split names: ``train``, ``validation`` (or ``dev``/``devel``), ``test``; a task given only one file is
 partitioned 80/10/10 like the manifest datasets without official splits.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from metaprompt.tasks import user_formats
 from metaprompt.tasks.errors import DataFormatError
+from metaprompt.tasks.readers._io import decode, read_json
 from metaprompt.tasks.records import (
     Entity,
     NerRecord,
@@ -38,54 +50,81 @@ from metaprompt.tasks.splits import canonical_splits
 if TYPE_CHECKING:
     from metaprompt.tasks.taskset import TaskSpec
 
-_LOADERS = {"jsonl": "json", "json": "json", "csv": "csv", "tsv": "csv"}
+TABULAR = ("jsonl", "json", "csv", "tsv")
+STRUCTURED = ("conll", "iob", "squad", "brat", "bioc")  # metaprompt.tasks.user_formats
+FORMATS = (*TABULAR, *STRUCTURED, "hub")
+SKIPPED: dict[str, list[str]] = {}  # task -> "file: place: problem" of each record on_error: skip dropped
 
 
-def _rows(spec: TaskSpec) -> dict[str, Any]:
+def _hub(spec: TaskSpec) -> dict[str, Any]:
     import datasets
 
-    if spec.format == "hub":
-        hub_id = spec.data_files.get("hub")
-        if not hub_id:
-            raise ValueError(f"{spec.origin}: task {spec.name!r}: format 'hub' needs data_files: {{hub: <dataset id>}}")
-        try:
-            return datasets.load_dataset(hub_id)
-        except Exception as e:  # offline / gated / typo: say which and how to fix
-            raise RuntimeError(
-                f"{spec.origin}: task {spec.name!r}: could not load hub dataset {hub_id!r} "
-                f"({type(e).__name__}: {e}); download it where you have internet and declare local files instead"
-            ) from e
-    if spec.format not in _LOADERS:
-        raise ValueError(
-            f"{spec.origin}: task {spec.name!r}: format {spec.format!r} is not one of {[*_LOADERS, 'hub']}"
-        )
-    if not spec.data_files:
-        raise ValueError(f"{spec.origin}: task {spec.name!r}: data_files is empty")
-    kwargs = {}
-    if spec.format in ("csv", "tsv"):  # cells stay text: "NA", "None", "null" are answers, not missing values
-        kwargs = {"keep_default_na": False, "na_filter": False, **({"delimiter": "\t"} if spec.format == "tsv" else {})}
-    out = {}
-    for split, path in spec.data_files.items():
-        if Path(path).is_file() and not _has_text(Path(path)):
-            raise DataFormatError(path, None, f"no records (task {spec.name!r}, split {split!r}): the file is empty")
-        try:
-            out[split] = datasets.load_dataset(_LOADERS[spec.format], data_files=str(path), split="train", **kwargs)
-        except FileNotFoundError:
-            raise DataFormatError(path, None, f"file of task {spec.name!r} split {split!r} not found") from None
-        except Exception as e:
-            raise DataFormatError(path, None, f"cannot read as {spec.format}: {type(e).__name__}: {e}") from None
-        if len(out[split]) == 0:  # an empty split would silently train or score on nothing
-            raise DataFormatError(path, None, f"no records (task {spec.name!r}, split {split!r})")
-    return out
+    hub_id = spec.data_files.get("hub")
+    if not hub_id:
+        raise ValueError(f"{spec.origin}: task {spec.name!r}: format 'hub' needs data_files: {{hub: <dataset id>}}")
+    try:
+        return datasets.load_dataset(hub_id)
+    except Exception as e:  # offline / gated / typo: say which and how to fix
+        raise RuntimeError(
+            f"{spec.origin}: task {spec.name!r}: could not load hub dataset {hub_id!r} "
+            f"({type(e).__name__}: {e}); download it where you have internet and declare local files instead"
+        ) from e
 
 
-def _has_text(path: Path) -> bool:
-    """Whether a file holds anything but whitespace (read in chunks: data files can be large)."""
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 16):
-            if chunk.strip():
-                return True
-    return False
+def _table_rows(path: Path, fmt: str, what: str) -> Iterator[tuple[str, dict | DataFormatError]]:
+    """``(place, row or the row's error)`` of a JSONL/JSON/CSV/TSV file, read here rather than by
+    ``datasets``: its loader reports "An error occurred while generating the dataset" without the line.
+    File-level problems (not found, empty, not UTF-8 CSV/JSON, broken JSON document) raise."""
+    if not path.is_file():
+        raise DataFormatError(path, None, "file not found")
+    data = path.read_bytes()
+    if not data.strip():
+        raise DataFormatError(path, None, f"no records ({what}): the file is empty")
+    if fmt == "jsonl":  # line by line: one bad line (bytes or JSON) is that record's error alone
+        for lineno, raw in enumerate(data.split(b"\n"), 1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(decode(raw, path))
+            except DataFormatError as err:
+                yield f"line {lineno}", DataFormatError(path, lineno, err.problem)
+                continue
+            except json.JSONDecodeError as e:
+                yield (
+                    f"line {lineno}",
+                    DataFormatError(path, lineno, f"invalid JSON at column {e.colno}: {e.msg} (truncated line?)"),
+                )
+                continue
+            yield (
+                f"line {lineno}",
+                obj
+                if isinstance(obj, dict)
+                else DataFormatError(path, lineno, f"expected a JSON object, found {type(obj).__name__}"),
+            )
+    elif fmt == "json":
+        doc = read_json(path)
+        rows = doc.get("data") if isinstance(doc, dict) else doc
+        if not isinstance(rows, list):
+            raise DataFormatError(path, None, 'a JSON task file is a list of objects (or {"data": [...]})')
+        for i, obj in enumerate(rows):
+            yield (
+                f"record {i + 1}",
+                obj
+                if isinstance(obj, dict)
+                else DataFormatError(path, f"record {i + 1}", f"expected a JSON object, found {type(obj).__name__}"),
+            )
+    else:  # cells stay text: "NA", "None", "null" are answers, not missing values
+        reader = csv.reader(io.StringIO(decode(data, path), newline=""), delimiter="\t" if fmt == "tsv" else ",")
+        header, start = next(reader, []), 2
+        if len(set(header)) != len(header) or not all(h.strip() for h in header):
+            raise DataFormatError(path, 1, f"the header needs unique, non-empty column names; got {header}")
+        for cells in reader:
+            if cells and any(c.strip() for c in cells):  # blank lines are not records
+                row = dict(zip(header, cells))
+                ragged = len(cells) != len(header)
+                problem = f"row has {len(cells)} fields, the header {len(header)} (ragged row; unquoted delimiter?)"
+                yield f"line {start}", DataFormatError(path, start, problem) if ragged else row
+            start = reader.line_num + 1
 
 
 def _list(value: Any, path: str, loc: str, what: str) -> list:
@@ -99,6 +138,12 @@ def _list(value: Any, path: str, loc: str, what: str) -> list:
     if not isinstance(value, list):
         raise DataFormatError(path, loc, f"{what} must be a list, got {type(value).__name__}")
     return value
+
+
+def _offset(value: Any, path: str, loc: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+        raise DataFormatError(path, loc, f"an entity offset must be a non-negative integer, got {value!r}")
+    return int(value)
 
 
 def _record(spec: TaskSpec, row: dict, uid: str, path: str, loc: str) -> Record:
@@ -125,7 +170,7 @@ def _record(spec: TaskSpec, row: dict, uid: str, path: str, loc: str) -> Record:
             if not isinstance(e, dict) or "label" not in e or not ({"start", "end"} <= e.keys() or "text" in e):
                 raise DataFormatError(path, loc, f"an entity is {{start, end, label}} or {{text, label}}; got {e!r}")
             if "start" in e and "end" in e:
-                s, en = int(e["start"]), int(e["end"])
+                s, en = _offset(e["start"], path, loc), _offset(e["end"], path, loc)
                 if not 0 <= s < en <= len(text):
                     raise DataFormatError(path, loc, f"entity offsets {s}-{en} outside the text (length {len(text)})")
                 if "text" in e and str(e["text"]) != text[s:en]:
@@ -141,8 +186,12 @@ def _record(spec: TaskSpec, row: dict, uid: str, path: str, loc: str) -> Record:
     if t == "re":
         rels = []
         for r in _list(get("relations", required=False), path, loc, "relations"):
-            h, rel, tl = (r["head"], r["relation"], r["tail"]) if isinstance(r, dict) else r
-            rels.append(Relation(str(h), str(rel), str(tl)))
+            triple = [r.get(k) for k in ("head", "relation", "tail")] if isinstance(r, dict) else r
+            if not isinstance(triple, list) or len(triple) != 3 or any(x is None or not str(x).strip() for x in triple):
+                raise DataFormatError(
+                    path, loc, f"a relation is {{head, relation, tail}} or [head, relation, tail]; got {r!r}"
+                )
+            rels.append(Relation(*(str(x) for x in triple)))
         return RelationRecord(uid=uid, origin=f"{path}:{loc}", text=str(get("text")), relations=tuple(rels))
     if t == "qa":
         ans = get("answer")
@@ -181,13 +230,55 @@ def _record(spec: TaskSpec, row: dict, uid: str, path: str, loc: str) -> Record:
 
 
 def load_custom(spec: TaskSpec) -> dict[str, list[Record]]:
-    """Read a user-declared task into canonical splits (see the module docstring for columns)."""
+    """Read a user-declared task into canonical splits (see the module docstring for columns).
+
+    With ``on_error: skip`` a bad record is left out instead of stopping the run; how many and where is
+    printed once and kept in :data:`SKIPPED`. A split left with no records is an error either way.
+    """
+    if spec.format not in FORMATS:
+        raise ValueError(f"{spec.origin}: task {spec.name!r}: format {spec.format!r} is not one of {list(FORMATS)}")
+    if spec.format != "hub" and not spec.data_files:
+        raise ValueError(f"{spec.origin}: task {spec.name!r}: data_files is empty")
+    skipped: list[DataFormatError] = []
+
+    def on_error(err: DataFormatError) -> None:
+        if spec.on_error != "skip":
+            raise err
+        skipped.append(err)
+
     original: dict[str, list[Record]] = {}
-    for split, ds in _rows(spec).items():
-        path = spec.data_files.get(split, spec.data_files.get("hub", spec.name))
-        original[split] = [
-            _record(spec, row, f"{spec.name}/{split}/{i}", str(path), f"record {i + 1}") for i, row in enumerate(ds)
-        ]
+    if spec.format == "hub":
+        for split, ds in _hub(spec).items():
+            where = f"{spec.data_files['hub']}[{split}]"
+            original[split] = [
+                _record(spec, row, f"{spec.name}/{split}/{i}", where, f"record {i + 1}") for i, row in enumerate(ds)
+            ]
+    for split, file in ({} if spec.format == "hub" else spec.data_files).items():
+        path = Path(file)
+        if spec.format in STRUCTURED:
+            original[split] = user_formats.read(spec, split, path, on_error)
+        else:
+            original[split] = []
+            for place, row in _table_rows(path, spec.format, f"task {spec.name!r}, split {split!r}"):
+                try:
+                    if isinstance(row, DataFormatError):
+                        raise row
+                    uid = f"{spec.name}/{split}/{len(original[split])}"
+                    original[split].append(_record(spec, row, uid, str(path), place))
+                except DataFormatError as err:
+                    on_error(err)
+        if not original[split]:  # an empty split would silently train or score on nothing
+            why = f"; all {len(skipped)} skipped as bad (on_error: skip)" if skipped else ""
+            raise DataFormatError(path, None, f"no records (task {spec.name!r}, split {split!r}){why}")
+    if skipped:
+        SKIPPED[spec.name] = [str(e) for e in skipped]
+        total = len(skipped) + sum(len(r) for r in original.values())
+        shown = "; ".join(SKIPPED[spec.name][:3]) + (f"; ... ({len(skipped) - 3} more)" if len(skipped) > 3 else "")
+        print(
+            f"[data] task {spec.name}: skipped {len(skipped)} of {total} records (on_error: skip): {shown}",
+            file=sys.stderr,
+            flush=True,
+        )
     if spec.task_type == "nli" and not spec.labels:  # label space from the data itself, in sorted order
         space = tuple(sorted({r.label for recs in original.values() for r in recs}))
         original = {

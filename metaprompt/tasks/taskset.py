@@ -9,9 +9,12 @@ code::
       - name: n2c2_2018_ner              # a user's own task
         task_type: ner
         role: target
-        format: jsonl                    # jsonl | json | csv | tsv | hub
+        format: jsonl                    # jsonl | json | csv | tsv | conll | iob | squad | brat | bioc | hub
         data_files: {train: /data/n2c2/train.jsonl, test: /data/n2c2/test.jsonl}
         columns: {text: note, entities: spans}
+        on_error: skip                   # optional: leave bad records out (reported), instead of stopping
+
+Relative ``data_files`` are relative to the task-set YAML's folder.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ class TaskSpec:
         columns: Record field -> column name in the user's data (see ``metaprompt.tasks.custom``).
         labels: Labels shown in the prompt; empty -> derived from the records.
         instruction: Overrides the verbalizer's default instruction.
+        on_error: ``raise`` (default): a bad record stops with its file, place and problem; ``skip``: bad
+            records are left out, and how many and where is reported.
+        options: Format options of the structured user formats (see ``metaprompt.tasks.user_formats``).
         origin: Where this spec was declared (for error messages).
     """
 
@@ -55,6 +61,8 @@ class TaskSpec:
     columns: dict[str, str] = field(default_factory=dict)
     labels: tuple[str, ...] = ()
     instruction: str | None = None
+    on_error: str = "raise"
+    options: dict[str, Any] = field(default_factory=dict)
     origin: str = ""
 
     def __post_init__(self) -> None:
@@ -64,6 +72,10 @@ class TaskSpec:
             )
         if self.role not in ("source", "target"):
             raise ValueError(f"{self.origin}: task {self.name!r}: role must be 'source' or 'target', not {self.role!r}")
+        if self.on_error not in ("raise", "skip"):
+            raise ValueError(
+                f"{self.origin}: task {self.name!r}: on_error must be 'raise' or 'skip', not {self.on_error!r}"
+            )
         if isinstance(self.labels, str):  # tuple("Drug") would be the letters D, r, u, g
             raise ValueError(f"{self.origin}: task {self.name!r}: labels must be a list, e.g. [{self.labels}]")
 
@@ -92,7 +104,7 @@ def manifest_task(name: str, root: str | Path | None = None, origin: str = "") -
     return TaskSpec(name=name, task_type=info.task_type, role=info.role, origin=origin or "MANIFEST.yaml")
 
 
-def _spec_from_entry(entry: Any, root: str | Path | None, where: str) -> TaskSpec:
+def _spec_from_entry(entry: Any, root: str | Path | None, where: str, base: Path | None = None) -> TaskSpec:
     if isinstance(entry, str):
         return manifest_task(entry, root, where)
     if not isinstance(entry, dict) or "name" not in entry:
@@ -110,6 +122,11 @@ def _spec_from_entry(entry: Any, root: str | Path | None, where: str) -> TaskSpe
         )
     entry = {**entry, "labels": tuple(str(x) for x in labels)}
     entry.setdefault("format", "jsonl")
+    files = entry.get("data_files") or {}
+    if not isinstance(files, dict) or not all(isinstance(v, str) and v.strip() for v in files.values()):
+        raise ValueError(f"{where}: task {entry['name']!r}: data_files maps split names to paths; got {files!r}")
+    if base is not None and entry["format"] != "hub":  # relative to the task-set YAML, not to where it is run
+        entry["data_files"] = {k: str(base / Path(v).expanduser()) for k, v in files.items()}
     return TaskSpec(**entry, origin=where)
 
 
@@ -136,7 +153,7 @@ def resolve_tasks(tasks: str | list[Any], root: str | Path | None = None) -> lis
             entries = doc.get("tasks") if isinstance(doc, dict) else None
             if not isinstance(entries, list):
                 raise ValueError(f"{path}: expected a top-level 'tasks:' list")
-            specs = [_spec_from_entry(e, root, f"{path}: tasks[{i}]") for i, e in enumerate(entries)]
+            specs = [_spec_from_entry(e, root, f"{path}: tasks[{i}]", path.parent) for i, e in enumerate(entries)]
         else:
             specs = [manifest_task(t.strip(), root) for t in tasks.split(",") if t.strip()]
     else:
@@ -164,4 +181,9 @@ def task_arguments(tasks: str | list[Any], root: str | Path | None = None) -> li
         path = _taskset_path(tasks)
         if path.suffix in (".yaml", ".yml"):
             entries = yaml.safe_load(path.read_text(encoding="utf-8"))["tasks"]
+    # a declaration carries its files as resolved here (relative to its YAML), since it is served from elsewhere
+    entries = [
+        e if isinstance(e, str) or "data_files" not in e else {**e, "data_files": s.data_files}
+        for s, e in zip(specs, entries, strict=True)
+    ]
     return [(spec.name, spec.name if isinstance(e, str) else [e]) for spec, e in zip(specs, entries, strict=True)]

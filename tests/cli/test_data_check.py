@@ -26,7 +26,7 @@ def test_a_good_task_set_reads_and_a_bad_one_names_file_and_record(tmp_path, dat
     assert main(["data", "check", str(bad), "--root", str(data_root)]) == 2
     out = capsys.readouterr().out
     assert "rqe: ok (nli;" in out and "1 of 2 tasks read without error" in out
-    assert "typo: ERROR " in out and "ner_typo_column.jsonl: record 1: missing column 'spans'" in out
+    assert "typo: ERROR " in out and "ner_typo_column.jsonl: line 1: missing column 'spans'" in out
     assert main(["data", "check", str(tmp_path / "nowhere.yaml")]) == 2
     assert "nowhere.yaml not found" in capsys.readouterr().err
 
@@ -42,4 +42,4 @@ def test_bad_data_during_fit_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()  # (earlier tests' closed log streams may add noise)
     assert err[-1].startswith("metaprompt fit: data error: ") and "DataFormatError" not in "\n".join(err)
-    assert "ner_text_offsets.jsonl: record 1: entity text 'aspirin' disagrees with offsets 11-20" in err[-1]
+    assert "ner_text_offsets.jsonl: line 1: entity text 'aspirin' disagrees with offsets 11-20" in err[-1]

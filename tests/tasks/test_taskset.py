@@ -53,10 +53,10 @@ def test_user_data_errors_name_file_and_record():
         data_files={"train": str(FIX / "bad_offsets.jsonl")},
         columns={"text": "note", "entities": "spans"},
     )
-    with pytest.raises(DataFormatError, match=r"bad_offsets.jsonl: record 2: entity offsets 3-99 outside"):
+    with pytest.raises(DataFormatError, match=r"bad_offsets.jsonl: line 2: entity offsets 3-99 outside"):
         bad.load()
     missing = TaskSpec(name="m", task_type="nli", format="csv", data_files={"train": str(FIX / "missing_column.csv")})
-    with pytest.raises(DataFormatError, match=r"missing_column.csv: record 1: missing column 'hypothesis'"):
+    with pytest.raises(DataFormatError, match=r"missing_column.csv: line 2: missing column 'hypothesis'"):
         missing.load()
     gone = TaskSpec(name="g", task_type="nli", format="csv", data_files={"train": str(FIX / "nope.csv")})
     with pytest.raises(DataFormatError, match="nope.csv"):
@@ -72,12 +72,12 @@ def _spec(task_type: str, file: str, **kw) -> TaskSpec:
     ("spec", "message"),
     [  # what used to be lost or distorted without a word
         (_spec("ner", "ner_typo_column.jsonl", columns={"text": "note", "entities": "spans"}),
-         r"ner_typo_column.jsonl: record 1: missing column 'spans' \(field 'entities'\)"),
+         r"ner_typo_column.jsonl: line 1: missing column 'spans' \(field 'entities'\)"),
         (_spec("ner", "ner_typo_column.jsonl", columns={"text": "note"}),  # no mapping: 'entities' must exist
-         r"ner_typo_column.jsonl: record 1: missing column 'entities'"),
+         r"ner_typo_column.jsonl: line 1: missing column 'entities'"),
         (_spec("ner", "ner_text_offsets.jsonl", columns={"text": "note", "entities": "spans"}),
-         r"ner_text_offsets.jsonl: record 1: entity text 'aspirin' disagrees with offsets 11-20 \('metformin'\)"),
-        (_spec("qa", "qa_blank_answer.jsonl"), r"qa_blank_answer.jsonl: record 1: every answer must be non-empty"),
+         r"ner_text_offsets.jsonl: line 1: entity text 'aspirin' disagrees with offsets 11-20 \('metformin'\)"),
+        (_spec("qa", "qa_blank_answer.jsonl"), r"qa_blank_answer.jsonl: line 1: every answer must be non-empty"),
         (_spec("nli", "empty.jsonl"), r"empty.jsonl: no records \(task 'mine', split 'train'\): the file is empty"),
     ],
 )  # fmt: skip

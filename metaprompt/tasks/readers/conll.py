@@ -55,7 +55,7 @@ ENTITY_TYPES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _sentence_record(tokens: list[tuple[int, str, str]], dataset: str, split: str, index: int, path: Path) -> NerRecord:
+def sentence_record(tokens: list[tuple[int, str, str]], dataset: str, split: str, index: int, path: Path) -> NerRecord:
     """Build one record from ``(line number, token, tag)`` triples; tags are already validated."""
     spans: list[list] = []  # [start, end, label]; an I- tag extends the last span's end
     pos = 0
@@ -89,7 +89,7 @@ def read_split(path: Path, dataset: str, split: str, types: tuple[str, ...]) -> 
         line = line.rstrip("\r")
         if not line.strip():
             if sentence:
-                records.append(_sentence_record(sentence, dataset, split, len(records), path))
+                records.append(sentence_record(sentence, dataset, split, len(records), path))
                 sentence, prev_tag = [], "O"
             continue
         fields = line.split("\t")
@@ -105,7 +105,7 @@ def read_split(path: Path, dataset: str, split: str, types: tuple[str, ...]) -> 
         sentence.append((lineno, token, tag))
         prev_tag = tag
     if sentence:  # file without the final blank line
-        records.append(_sentence_record(sentence, dataset, split, len(records), path))
+        records.append(sentence_record(sentence, dataset, split, len(records), path))
     return records
 
 

@@ -1,0 +1,99 @@
+"""The bad-input corpus (tests/fixtures/bad/cases.yaml): each case fails with one line naming file, place
+and problem; no bare KeyError/IndexError/TypeError, no `datasets` "error occurred while generating"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from metaprompt.tasks.custom import SKIPPED
+from metaprompt.tasks.errors import DataFormatError
+from metaprompt.tasks.readers import get_reader
+from metaprompt.tasks.taskset import resolve_tasks
+
+BAD = Path(__file__).resolve().parents[1] / "fixtures" / "bad"
+CASES = yaml.safe_load((BAD / "cases.yaml").read_text())["cases"]
+
+
+def _declare(tmp_path: Path, task: dict) -> Path:
+    """A task-set YAML in this folder's terms: data_files stay relative (resolved against the YAML)."""
+    path = BAD / f".case-{tmp_path.name}.yaml"  # beside the fixtures: relative data_files resolve here
+    path.write_text(yaml.safe_dump({"tasks": [{"name": "case", "role": "target", **task}]}))
+    return path
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_bad_input_is_one_line_naming_file_place_and_problem(case, tmp_path):
+    if "reader" in case:
+        with pytest.raises(DataFormatError) as info:
+            get_reader(case["reader"])(BAD / case["folder"])
+    else:
+        path = _declare(tmp_path, case["task"])
+        try:
+            with pytest.raises(ValueError) as info:  # DataFormatError is a ValueError; so are declaration errors
+                resolve_tasks(str(path))[0].load()
+        finally:
+            path.unlink()
+    message = str(info.value)
+    assert "\n" not in message, message
+    assert type(info.value).__name__ in ("DataFormatError", "ValueError"), type(info.value)
+    assert info.match(case["error"]), message
+
+
+def test_the_corpus_covers_every_format():
+    formats = {c["task"].get("format", "jsonl") for c in CASES if "task" in c}
+    assert {"jsonl", "json", "csv", "conll", "iob", "squad", "brat", "bioc"} <= formats
+    assert len({c["reader"] for c in CASES if "reader" in c}) >= 6
+    assert len(CASES) >= 25
+
+
+def test_on_error_skip_leaves_bad_records_out_and_says_where(tmp_path, capsys):
+    data = tmp_path / "notes.jsonl"
+    lines = [
+        '{"text": "Aspirin helps.", "entities": [{"start": 0, "end": 7, "label": "Drug"}]}',
+        '{"text": "Short", "entities": [{"start": 2, "end": 40, "label": "Drug"}]}',
+        '{"text": "Metformin too.", "entities": [{"start": 0, "end": 9, "label": "Drug"}]}',
+        '{"text": "cut off", "entit',
+        '{"text": "Insulin.", "entities": [{"start": 0, "end": 7, "label": "Drug"}]}',
+    ]
+    data.write_text("\n".join(lines) + "\n")
+    decl = {"name": "skippy", "task_type": "ner", "data_files": {"train": str(data)}, "on_error": "skip"}
+    splits = resolve_tasks([decl])[0].load()
+    kept = [r for recs in splits.values() for r in recs]
+    assert sorted(r.text for r in kept) == ["Aspirin helps.", "Insulin.", "Metformin too."]
+    assert [s.split(": ")[1] for s in SKIPPED["skippy"]] == ["line 2", "line 4"]
+    err = capsys.readouterr().err
+    assert (
+        "task skippy: skipped 2 of 5 records (on_error: skip)" in err and "notes.jsonl: line 2: entity offsets" in err
+    )
+    # without on_error: skip the same file stops at its first bad record
+    with pytest.raises(DataFormatError, match="notes.jsonl: line 2: entity offsets 2-40"):
+        resolve_tasks([{**decl, "name": "strict", "on_error": "raise"}])[0].load()
+
+
+def test_on_error_skip_of_every_record_is_still_an_error(tmp_path):
+    data = tmp_path / "all_bad.jsonl"
+    data.write_text('{"text": "x", "entities": [{"start": 0}]}\n')
+    decl = {"name": "allbad", "task_type": "ner", "data_files": {"train": str(data)}, "on_error": "skip"}
+    with pytest.raises(DataFormatError, match=r"no records \(task 'allbad', split 'train'\); all 1 skipped as bad"):
+        resolve_tasks([decl])[0].load()
+
+
+def test_on_error_skip_drops_a_whole_conll_sentence(tmp_path):
+    data = tmp_path / "tags.conll"
+    data.write_text("Aspirin\tB-Drug\nhelps\tO\n\nThe\tO\nhigh\tI-Dose\n\nInsulin\tB-Drug\n")
+    decl = {
+        "name": "conll_skip",
+        "task_type": "ner",
+        "format": "conll",
+        "data_files": {"train": str(data)},
+        "on_error": "skip",
+    }
+    kept = [r.text for recs in resolve_tasks([decl])[0].load().values() for r in recs]
+    assert sorted(kept) == ["Aspirin helps", "Insulin"]
+    assert SKIPPED["conll_skip"] == [
+        f"{data}: line 5: tag 'I-Dose' does not continue an entity (previous 'O'); "
+        "declare options: {scheme: iob1} if an I- tag may open an entity"
+    ]
