@@ -231,12 +231,15 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()  # bars only on a terminal (metaprompt.progress)
     if argv[:1] == ["data"]:
         return data_main(argv[1:])
-    from metaprompt.tasks.errors import DataFormatError
+    from metaprompt.tasks.errors import DataFormatError, TaskDeclarationError
 
     try:
         return _run_command(argv)
     except DataFormatError as err:  # bad data: the one line naming file, place and problem, not a traceback
         print(f"metaprompt {(argv or ['run'])[0]}: data error: {err}", file=sys.stderr)
+        return 2
+    except TaskDeclarationError as err:  # a typo key, a bad value, an unknown task in a task set
+        print(f"metaprompt {(argv or ['run'])[0]}: task declaration error: {err}", file=sys.stderr)
         return 2
 
 

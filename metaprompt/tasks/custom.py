@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from metaprompt.tasks import user_formats
-from metaprompt.tasks.errors import DataFormatError
+from metaprompt.tasks.errors import DataFormatError, TaskDeclarationError
 from metaprompt.tasks.readers._io import decode, read_json
 from metaprompt.tasks.records import (
     Entity,
@@ -61,7 +61,9 @@ def _hub(spec: TaskSpec) -> dict[str, Any]:
 
     hub_id = spec.data_files.get("hub")
     if not hub_id:
-        raise ValueError(f"{spec.origin}: task {spec.name!r}: format 'hub' needs data_files: {{hub: <dataset id>}}")
+        raise TaskDeclarationError(
+            f"{spec.origin}: task {spec.name!r}: format 'hub' needs data_files: {{hub: <dataset id>}}"
+        )
     try:
         return datasets.load_dataset(hub_id)
     except Exception as e:  # offline / gated / typo: say which and how to fix
@@ -236,9 +238,11 @@ def load_custom(spec: TaskSpec) -> dict[str, list[Record]]:
     printed once and kept in :data:`SKIPPED`. A split left with no records is an error either way.
     """
     if spec.format not in FORMATS:
-        raise ValueError(f"{spec.origin}: task {spec.name!r}: format {spec.format!r} is not one of {list(FORMATS)}")
+        raise TaskDeclarationError(
+            f"{spec.origin}: task {spec.name!r}: format {spec.format!r} is not one of {list(FORMATS)}"
+        )
     if spec.format != "hub" and not spec.data_files:
-        raise ValueError(f"{spec.origin}: task {spec.name!r}: data_files is empty")
+        raise TaskDeclarationError(f"{spec.origin}: task {spec.name!r}: data_files is empty")
     skipped: list[DataFormatError] = []
 
     def on_error(err: DataFormatError) -> None:

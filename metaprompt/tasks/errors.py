@@ -23,3 +23,22 @@ class DataFormatError(ValueError):
         self.problem = problem
         where = f"{self.path}: {self.location}" if self.location else self.path
         super().__init__(f"{where}: {problem}")
+
+
+class TaskDeclarationError(ValueError):
+    """A task declaration (task-set YAML entry, inline task list) is wrong: a typo key, a bad value, an
+    unknown task. The message names where it was declared, e.g. ``tasks.yaml: tasks[2]: unknown key(s)``."""
+
+
+class UnknownTaskError(TaskDeclarationError, KeyError):
+    """A task name that is neither in MANIFEST.yaml nor declared (still a ``KeyError`` for lookups)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class TaskSetNotFoundError(TaskDeclarationError, FileNotFoundError):
+    """A task-set YAML path that does not exist."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])

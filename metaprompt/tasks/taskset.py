@@ -28,6 +28,7 @@ import yaml
 
 from metaprompt.configs import CONFIG_DIR
 from metaprompt.tasks.catalog import load_manifest, resolve_root
+from metaprompt.tasks.errors import TaskDeclarationError, TaskSetNotFoundError, UnknownTaskError
 from metaprompt.tasks.records import TASK_TYPES, Record
 from metaprompt.tasks.splits import canonical_splits
 
@@ -67,17 +68,21 @@ class TaskSpec:
 
     def __post_init__(self) -> None:
         if self.task_type not in TASK_TYPES:
-            raise ValueError(
+            raise TaskDeclarationError(
                 f"{self.origin}: task {self.name!r}: task_type {self.task_type!r} is not one of {TASK_TYPES}"
             )
         if self.role not in ("source", "target"):
-            raise ValueError(f"{self.origin}: task {self.name!r}: role must be 'source' or 'target', not {self.role!r}")
+            raise TaskDeclarationError(
+                f"{self.origin}: task {self.name!r}: role must be 'source' or 'target', not {self.role!r}"
+            )
         if self.on_error not in ("raise", "skip"):
-            raise ValueError(
+            raise TaskDeclarationError(
                 f"{self.origin}: task {self.name!r}: on_error must be 'raise' or 'skip', not {self.on_error!r}"
             )
         if isinstance(self.labels, str):  # tuple("Drug") would be the letters D, r, u, g
-            raise ValueError(f"{self.origin}: task {self.name!r}: labels must be a list, e.g. [{self.labels}]")
+            raise TaskDeclarationError(
+                f"{self.origin}: task {self.name!r}: labels must be a list, e.g. [{self.labels}]"
+            )
 
     def load(self, root: str | Path | None = None) -> dict[str, list[Record]]:
         """Records per canonical split (``train``, ``validation``, ``test``)."""
@@ -99,7 +104,7 @@ def manifest_task(name: str, root: str | Path | None = None, origin: str = "") -
     """The spec of a built-in dataset, with type and role from MANIFEST.yaml."""
     manifest = load_manifest(root)
     if name not in manifest:
-        raise KeyError(f"{origin or 'task list'}: unknown task {name!r}; known: {', '.join(manifest)}")
+        raise UnknownTaskError(f"{origin or 'task list'}: unknown task {name!r}; known: {', '.join(manifest)}")
     info = manifest[name]
     return TaskSpec(name=name, task_type=info.task_type, role=info.role, origin=origin or "MANIFEST.yaml")
 
@@ -108,23 +113,25 @@ def _spec_from_entry(entry: Any, root: str | Path | None, where: str, base: Path
     if isinstance(entry, str):
         return manifest_task(entry, root, where)
     if not isinstance(entry, dict) or "name" not in entry:
-        raise ValueError(f"{where}: a task is a manifest id or a mapping with at least 'name'; got {entry!r}")
+        raise TaskDeclarationError(f"{where}: a task is a manifest id or a mapping with at least 'name'; got {entry!r}")
     if "task_type" not in entry:  # a manifest task with overrides (e.g. a custom instruction)
         base = manifest_task(entry["name"], root, where)
         return TaskSpec(**{**base.__dict__, **entry, "origin": where})
     unknown = set(entry) - set(TaskSpec.__dataclass_fields__)
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)} in task {entry['name']!r}")
+        raise TaskDeclarationError(f"{where}: unknown key(s) {sorted(unknown)} in task {entry['name']!r}")
     labels = entry.get("labels", ())
     if not isinstance(labels, (list, tuple)) or not all(isinstance(x, (str, int)) and str(x).strip() for x in labels):
-        raise ValueError(
+        raise TaskDeclarationError(
             f"{where}: task {entry['name']!r}: labels must be a list of names, e.g. [{labels}]; got {labels!r}"
         )
     entry = {**entry, "labels": tuple(str(x) for x in labels)}
     entry.setdefault("format", "jsonl")
     files = entry.get("data_files") or {}
     if not isinstance(files, dict) or not all(isinstance(v, str) and v.strip() for v in files.values()):
-        raise ValueError(f"{where}: task {entry['name']!r}: data_files maps split names to paths; got {files!r}")
+        raise TaskDeclarationError(
+            f"{where}: task {entry['name']!r}: data_files maps split names to paths; got {files!r}"
+        )
     if base is not None and entry["format"] != "hub":  # relative to the task-set YAML, not to where it is run
         entry["data_files"] = {k: str(base / Path(v).expanduser()) for k, v in files.items()}
     return TaskSpec(**entry, origin=where)
@@ -148,11 +155,11 @@ def resolve_tasks(tasks: str | list[Any], root: str | Path | None = None) -> lis
         path = _taskset_path(tasks)
         if path.suffix in (".yaml", ".yml"):
             if not path.is_file():
-                raise FileNotFoundError(f"task set {path} not found")
+                raise TaskSetNotFoundError(f"task set {path} not found")
             doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
             entries = doc.get("tasks") if isinstance(doc, dict) else None
             if not isinstance(entries, list):
-                raise ValueError(f"{path}: expected a top-level 'tasks:' list")
+                raise TaskDeclarationError(f"{path}: expected a top-level 'tasks:' list")
             specs = [_spec_from_entry(e, root, f"{path}: tasks[{i}]", path.parent) for i, e in enumerate(entries)]
         else:
             specs = [manifest_task(t.strip(), root) for t in tasks.split(",") if t.strip()]
@@ -161,7 +168,7 @@ def resolve_tasks(tasks: str | list[Any], root: str | Path | None = None) -> lis
     names = [s.name for s in specs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise ValueError(f"task list names {dupes} more than once")
+        raise TaskDeclarationError(f"task list names {dupes} more than once")
     return specs
 
 

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from metaprompt.tasks.errors import DataFormatError
+from metaprompt.tasks.errors import DataFormatError, TaskDeclarationError
 from metaprompt.tasks.readers._io import read_json, read_text
 from metaprompt.tasks.readers.brat import parse_ann
 from metaprompt.tasks.readers.conll import sentence_record as conll_sentence
@@ -54,17 +54,17 @@ def options(spec: TaskSpec) -> dict[str, Any]:
     """The format's options with defaults filled in; unknown keys and wrong task types are errors."""
     where = f"{spec.origin}: task {spec.name!r}"
     if spec.task_type not in TASK_TYPES[spec.format]:
-        raise ValueError(
+        raise TaskDeclarationError(
             f"{where}: format {spec.format!r} holds {'/'.join(TASK_TYPES[spec.format])} data, not {spec.task_type!r}"
         )
     unknown = set(spec.options) - set(OPTIONS[spec.format])
     if unknown:
-        raise ValueError(
+        raise TaskDeclarationError(
             f"{where}: unknown option(s) {sorted(unknown)} for format {spec.format!r}; known: {sorted(OPTIONS[spec.format])}"
         )
     opts = {**OPTIONS[spec.format], **spec.options}
     if spec.format in ("conll", "iob") and opts["scheme"] not in SCHEMES:
-        raise ValueError(f"{where}: scheme {opts['scheme']!r} is not one of {list(SCHEMES)}")
+        raise TaskDeclarationError(f"{where}: scheme {opts['scheme']!r} is not one of {list(SCHEMES)}")
     return opts
 
 

@@ -43,3 +43,26 @@ def test_bad_data_during_fit_is_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()  # (earlier tests' closed log streams may add noise)
     assert err[-1].startswith("metaprompt fit: data error: ") and "DataFormatError" not in "\n".join(err)
     assert "ner_text_offsets.jsonl: line 1: entity text 'aspirin' disagrees with offsets 11-20" in err[-1]
+
+
+def test_a_typo_in_a_task_declaration_during_fit_is_one_line_and_exit_2(tmp_path, capsys):
+    tasks = tmp_path / "tasks.yaml"
+    tasks.write_text(
+        "tasks:\n  - {name: mine, task_type: ner, role: target, format: jsonl, "
+        f"data_files: {{train: {FIX / 'notes_ner.jsonl'}}}, colums: {{text: note}}}}\n  - no_such_dataset\n"
+    )
+    argv = ["fit", "-c", str(CONFIG_DIR / "teacher.yaml"), "-c", str(CONFIG_DIR / "backbones" / "tiny-llama.yaml"),
+            "--data.tasks", str(tasks), "--trainer.max_steps", "1", "--trainer.default_root_dir", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        err[-1]
+        == f"metaprompt fit: task declaration error: {tasks}: tasks[0]: unknown key(s) ['colums'] in task 'mine'"
+    )
+    tasks.write_text("tasks:\n  - no_such_dataset\n")
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(
+        f"metaprompt fit: task declaration error: {tasks}: tasks[0]: unknown task 'no_such_dataset'; known:"
+    )
+    assert "UnknownTaskError" not in "\n".join(err)  # (earlier tests' closed log streams may add noise)

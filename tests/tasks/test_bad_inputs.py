@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from metaprompt.tasks.custom import SKIPPED
-from metaprompt.tasks.errors import DataFormatError
+from metaprompt.tasks.errors import DataFormatError, TaskDeclarationError
 from metaprompt.tasks.readers import get_reader
 from metaprompt.tasks.taskset import resolve_tasks
 
@@ -38,7 +38,7 @@ def test_bad_input_is_one_line_naming_file_place_and_problem(case, tmp_path):
             path.unlink()
     message = str(info.value)
     assert "\n" not in message, message
-    assert type(info.value).__name__ in ("DataFormatError", "ValueError"), type(info.value)
+    assert type(info.value) in (DataFormatError, TaskDeclarationError), type(info.value)  # never a bare ValueError
     assert info.match(case["error"]), message
 
 
