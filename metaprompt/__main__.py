@@ -8,6 +8,7 @@ metaprompt sweep|ladder -c lightning_configs/ladder.yaml                 (learni
 metaprompt reproduce -c lightning_configs/reproduce/<preset>.yaml [--time-budget MIN]  (the paper's comparison)
 metaprompt reproduce|ladder -c ... --estimate   (hours per stage from bench/results.json; runs nothing)
 metaprompt configs                                                       (the shipped configs, by name)
+metaprompt analyze RUN/                                                  (task similarity, token readout, target movement)
 metaprompt export --adapter RUN/adapter --task NAME OUT/                 (a task's prompt as a plain PEFT adapter)
 
 ``-c`` takes a file, or the name of a shipped config (``lightning_configs/teacher.yaml``, ``teacher``) from
@@ -251,6 +252,10 @@ def _run_command(argv: list[str]) -> int:
         return list_main(argv[1:])
     if argv[:1] == ["pipeline"]:
         return pipeline_main(argv[1:])
+    if argv[:1] == ["analyze"]:
+        from metaprompt.analysis import analyze_main
+
+        return analyze_main(argv[1:])
     if argv[:1] == ["export"]:
         from metaprompt.export import export_main
 

@@ -30,7 +30,10 @@ def test_notebook_runs(notebook, tmp_path, data_root):
         [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    expected = {"02_results": "'k_shot.png', 'score_vs_params.png', 'scores_by_target.png'"}  # the figures
+    expected = {
+        "02_results": "'k_shot.png', 'score_vs_params.png', 'scores_by_target.png'",  # the figures
+        "03_analysis": "metaprompt analysis: 2 targets",
+    }
     assert expected.get(notebook.stem, "metaprompt") in out.stdout  # quickstart: the adapter kind
     if notebook.stem == "02_results":
         assert "## The comparison" in out.stdout and "metaprompt adapted + shared prompt" in out.stdout
