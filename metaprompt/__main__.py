@@ -8,6 +8,7 @@ metaprompt sweep|ladder -c lightning_configs/ladder.yaml                 (learni
 metaprompt reproduce -c lightning_configs/reproduce/<preset>.yaml [--time-budget MIN]  (the paper's comparison)
 metaprompt reproduce|ladder -c ... --estimate   (hours per stage from bench/results.json; runs nothing)
 metaprompt configs                                                       (the shipped configs, by name)
+metaprompt grow -c lightning_configs/grow/cpu.yaml                         (add source tasks to a finished metaprompt)
 metaprompt analyze RUN/                                                  (task similarity, token readout, target movement)
 metaprompt export --adapter RUN/adapter --task NAME OUT/                 (a task's prompt as a plain PEFT adapter)
 
@@ -101,6 +102,23 @@ def pipeline_main(argv: list[str]) -> int:
     parser.add_class_arguments(PipelineConfig, "pipeline", as_group=False)
     cfg = parser.instantiate_classes(parser.parse_args(argv))
     Pipeline(cfg.pipeline).run()
+    return 0
+
+
+def grow_main(argv: list[str]) -> int:
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    from metaprompt.grow import GrowConfig, Grower
+
+    parser = ArgumentParser(prog="metaprompt grow", description="add source tasks to a finished distillation")
+    parser.add_argument("-c", "--config", action=ActionConfigFile, help="grow YAML (lightning_configs/grow/cpu.yaml)")
+    parser.add_class_arguments(GrowConfig, "pipeline", as_group=False)
+    cfg = parser.instantiate_classes(parser.parse_args(argv))
+    try:
+        Grower(cfg.pipeline).run()
+    except FileNotFoundError as err:  # no finished distillation to grow
+        print(f"metaprompt grow: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -252,6 +270,8 @@ def _run_command(argv: list[str]) -> int:
         return list_main(argv[1:])
     if argv[:1] == ["pipeline"]:
         return pipeline_main(argv[1:])
+    if argv[:1] == ["grow"]:
+        return grow_main(argv[1:])
     if argv[:1] == ["analyze"]:
         from metaprompt.analysis import analyze_main
 

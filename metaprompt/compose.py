@@ -30,6 +30,7 @@ from metaprompt.configs import CONFIG_DIR
 STAGE_FILES = {
     "teacher": "teacher.yaml",
     "distill": "distill.yaml",
+    "grow": "grow.yaml",
     "target": "target.yaml",
     "prompt_tuning": "prompt_tuning.yaml",
     "lora": "lora.yaml",

@@ -135,7 +135,8 @@ class Run:
     validate: bool = False
 
 
-UPSTREAM_ADAPTERS = ("teacher_adapter", "metaprompt_adapter")  # module arguments naming another stage's output
+# module arguments naming another stage's output
+UPSTREAM_ADAPTERS = ("teacher_adapter", "metaprompt_adapter", "base_metaprompt")
 
 PIPELINE_OWNED = {
     "model": (

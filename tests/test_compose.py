@@ -4,12 +4,14 @@ stages resolve to exactly what ``metaprompt fit -c lightning_configs/<stage>.yam
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import pytest
 import yaml
 
 from metaprompt import compose
 from metaprompt.__main__ import main
+from metaprompt.grow import GrowConfig, Grower
 from metaprompt.pipeline import Pipeline, PipelineConfig, Stage
 
 FIT_ONLY = ("ckpt_path", "weights_only")  # arguments of the fit subcommand itself (its checkpoint), not of the run
@@ -39,6 +41,8 @@ def pipeline_runs(tmp_path, data_root) -> dict[str, object]:
     targets = pipe.runs_for_target("rqe")
     runs |= {"target": targets["metaprompt adapted"], "zero_shot": targets["backbone zero-shot"]}
     runs |= {"prompt_tuning": targets["prompt tuning"], "lora": targets["LoRA"]}
+    grow = GrowConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(PipelineConfig)}, new_tasks="rqe")
+    runs["grow"] = Grower(grow).runs()["factors"]  # metaprompt grow's stage
     assert set(runs) == set(compose.STAGE_FILES)  # every stage YAML is used by the pipeline
     return pipe, runs
 

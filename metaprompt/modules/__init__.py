@@ -3,6 +3,7 @@
 from metaprompt.modules.backbone_only import BackboneOnly
 from metaprompt.modules.base import PromptModule
 from metaprompt.modules.distill import MultitaskDistillation
+from metaprompt.modules.grow import MetapromptGrowth
 from metaprompt.modules.lora import LoRA
 from metaprompt.modules.target import TargetAdaptation
 from metaprompt.modules.teacher import PromptTuning, TeacherPromptTuning
@@ -10,6 +11,7 @@ from metaprompt.modules.teacher import PromptTuning, TeacherPromptTuning
 __all__ = [
     "BackboneOnly",
     "LoRA",
+    "MetapromptGrowth",
     "MultitaskDistillation",
     "PromptModule",
     "PromptTuning",
