@@ -12,7 +12,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test test-fast test-dist demo reproduce stats lint clean bench bench-smoke
+.PHONY: install test test-fast test-dist demo reproduce stats lint clean bench bench-smoke bench-serving
 
 install: $(STAMP)
 
@@ -41,6 +41,11 @@ test-dist: install
 # (~25 min on 2 idle cores; docs/performance.md). bench-smoke: the same code on the tiny backbone.
 bench: install
 	$(PY) -m bench.run --out bench/results.json
+	$(PY) -m bench.serving --out bench/serving.json
+
+# Mixed-task serving: 10 tasks' rows interleaved vs grouped by task (target: >= 0.9x the grouped throughput).
+bench-serving: install
+	$(PY) -m bench.serving --out bench/serving.json
 
 bench-smoke: install
 	$(PY) -m bench.run --smoke --out bench/results-smoke.json

@@ -10,6 +10,7 @@ metaprompt reproduce|ladder -c ... --estimate   (hours per stage from bench/resu
 metaprompt configs                                                       (the shipped configs, by name)
 metaprompt grow -c lightning_configs/grow/cpu.yaml                         (add source tasks to a finished metaprompt)
 metaprompt analyze RUN/                                                  (task similarity, token readout, target movement)
+metaprompt predict --adapter RUN/adapter --input requests.jsonl --output out.jsonl  (mixed-task serving)
 metaprompt export --adapter RUN/adapter --task NAME OUT/                 (a task's prompt as a plain PEFT adapter)
 
 ``-c`` takes a file, or the name of a shipped config (``lightning_configs/teacher.yaml``, ``teacher``) from
@@ -286,6 +287,10 @@ def _run_command(argv: list[str]) -> int:
         return ladder_main(argv[1:], sweep=argv[0] == "sweep")
     if argv[:1] == ["demo"]:  # the pipeline on the embedded backbone and a small real-task subset
         return pipeline_main(["-c", str(CONFIG_DIR / "demo.yaml"), *argv[1:]])
+    if argv[:1] == ["predict"] and any(a == "--adapter" or a.startswith("--adapter=") for a in argv):
+        from metaprompt.serving import predict_main  # serving many tasks of one adapter, not LightningCLI's predict
+
+        return predict_main(argv[1:])
     if argv[:1] and argv[0] in ("fit", "validate", "test", "predict") or argv[:1] in (["--help"], ["-h"]):
         from metaprompt.cli import cli_main
 
