@@ -113,7 +113,7 @@ class Grower(Pipeline):
         runs = {
             "new zero-shot": self.make_run("new/backbone zero-shot", "zero_shot", out / "new_zero-shot", score, self.new, data=ON_VALIDATION),
             "teacher": self.make_run("teacher", "teacher", out / "teacher", cfg.teacher, self.new, model=length, data=ON_VALIDATION),
-            "original": self.make_run(
+            "original": self.make_run(  # skipped when the base distillation was scored so (a ladder's is)
                 "original", "grow", out / "original", score, self.old, data=ON_VALIDATION,
                 model={"teacher_adapter": str(base / "teacher" / "adapter"), "base_metaprompt": str(base / "distill" / "adapter")},
             ),
@@ -122,11 +122,13 @@ class Grower(Pipeline):
                 model={"teacher_adapter": str(out / "teacher" / "adapter"), "base_metaprompt": str(base / "distill" / "adapter"),
                        "train_shared": False},
             ),
-            "grown": self.make_run(
-                "grown", "grow", out / "grown", score, self.old + self.new, data=ON_VALIDATION,
+            "grown": self.make_run(  # the new tasks only: the old prompts are checked bit-identical instead
+                "grown", "grow", out / "grown", score, self.new, data=ON_VALIDATION,
                 model={"teacher_adapter": teachers, "base_metaprompt": grown},
             ),
         }  # fmt: skip
+        if self.base_scored():
+            del runs["original"]
         if cfg.refine.max_steps:
             runs["refined"] = self.make_run(
                 "refined", "grow", out / "refined", cfg.refine, self.old + self.new, data=ON_VALIDATION,
@@ -138,6 +140,31 @@ class Grower(Pipeline):
                 model={"teacher_adapter": teachers, **length},
             )  # fmt: skip
         return runs
+
+    def base_scored(self) -> bool:
+        """Whether the base distillation's own test scored every old task on validation (as a ladder's did)."""
+        metrics, config = self.base / "distill" / "metrics.json", self.base / "distill" / "config.yaml"
+        if not (metrics.is_file() and config.is_file()):
+            return False
+        import yaml
+
+        scored = json.loads(metrics.read_text())
+        split = (yaml.safe_load(config.read_text()).get("data") or {}).get("test_split")
+        return split == "validation" and all(f"{t}/score" in scored for t in self.old_names)
+
+    def original_folder(self) -> Path:
+        return self.base / "distill" if self.base_scored() else self.out / "original"
+
+    def old_prompts_unchanged(self) -> bool:
+        """Whether the grown metaprompt's P* and old factors equal the base's bit for bit."""
+        (a, ca), (b, _) = (
+            load_adapter(self.base / "distill" / "adapter"),
+            load_adapter(self.out / "metaprompt" / "adapter"),
+        )
+        k = len(ca.task_names)
+        return torch.equal(a["shared_prompt"], b["shared_prompt"]) and all(
+            torch.equal(a[key], b[key][:k]) for key in ("task_cols", "task_rows")
+        )
 
     def check_ready(self) -> None:
         """The base run is finished and every run's settings resolve (a typo fails before the first run)."""

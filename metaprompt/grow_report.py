@@ -37,6 +37,7 @@ def write_report(grower: Grower, results: dict[str, dict]) -> Path:
     """Write ``grow/results.md`` from the finished runs' predictions; returns its path."""
     out, cfg = grower.out, grower.config
     runs = {role: _run(grower, run.name, run.folder) for role, run in grower.runs().items()}
+    runs["original"] = _run(grower, "original", grower.original_folder())
     old, new = grower.old_names, grower.new_names
     lines = [
         "# Growing the metaprompt",
@@ -46,13 +47,18 @@ def write_report(grower: Grower, results: dict[str, dict]) -> Path:
         f"Written on {machine()}.",
         "",
     ]
-    systems = [(r, runs.get(r)) for r in ("grown", "refined") if runs.get(r)]
+    unchanged = grower.old_prompts_unchanged()
+    lines += [
+        "## The old tasks",
+        "",
+        f"Grown (new factors only): P* and the {len(old)} old tasks' U, V are "
+        + ("**bit-identical** to the base metaprompt's (checked), so their prompts and scores are unchanged."
+           if unchanged else "NOT identical to the base metaprompt's (unexpected: see grow/metaprompt)."),
+        "",
+    ]  # fmt: skip
+    systems = [(r, runs.get(r)) for r in ("refined", "scratch") if runs.get(r)]
     if runs.get("original") and systems:
-        lines += [
-            "## The old tasks",
-            "",
-            "| task | original | " + " | ".join(f"{r} | {r} − original" for r, _ in systems) + " |",
-        ]
+        lines += ["| task | original | " + " | ".join(f"{r} | {r} − original" for r, _ in systems) + " |"]
         lines.append("|---|---:|" + "---:|---|" * len(systems))
         for task in old:
             cells = [_score(runs["original"], task)]
@@ -68,6 +74,7 @@ def write_report(grower: Grower, results: dict[str, dict]) -> Path:
             )
         lines.append("")
     zero, teacher = runs.get("new zero-shot"), runs.get("teacher")
+    systems = [(r, runs.get(r)) for r in ("grown", "refined", "scratch") if runs.get(r)]
     if zero and teacher and systems:
         lines += [
             "## The new tasks",

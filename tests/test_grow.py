@@ -42,15 +42,15 @@ def test_grow_adds_a_task_keeps_the_old_prompts_and_reports(tmp_path, data_root,
     assert not torch.equal(grown["task_rows"][2], grown["task_rows"][0])  # the new task's factors trained
     refined, _ = load_adapter(tmp_path / "grow" / "refined" / "adapter")
     assert not torch.equal(refined["shared_prompt"], old["shared_prompt"])  # refinement moves P*
-    for task in ("gad", "kqa_nli"):  # same prompts -> the same scores, example by example
-        assert results["grown"][f"{task}/score"] == results["original"][f"{task}/score"]
+    assert set(results["grown"]) >= {"rqe/score"} and "gad/score" not in results["grown"]  # new tasks scored
     report = (tmp_path / "grow" / "results.md").read_text()
     assert "## The old tasks" in report and "## The new tasks" in report and "| rqe |" in report
-    assert "grown − original, mean over the 2 old tasks: +0.0 [+0.0, +0.0]" in report
+    assert "old tasks' U, V are **bit-identical** to the base metaprompt's (checked)" in report
+    assert "refined − original, mean over the 2 old tasks:" in report and "| gad |" in report
     assert "from scratch: new teacher(s) + distillation on all 3 tasks" in report
     capsys.readouterr()
     Grower(config).run()
-    assert capsys.readouterr().out.count("up to date, skipped") == 7
+    assert capsys.readouterr().out.count("up to date, skipped") == 7  # the pipeline's distill was not tested
 
 
 def test_grow_refuses_a_task_it_already_has_and_a_missing_base(tmp_path):
