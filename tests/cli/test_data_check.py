@@ -31,14 +31,19 @@ def test_a_good_task_set_reads_and_a_bad_one_names_file_and_record(tmp_path, dat
     assert "nowhere.yaml not found" in capsys.readouterr().err
 
 
+def fit_argv(tasks, tmp_path) -> list[str]:
+    """A one-step teacher fit on the tiny backbone serving ``tasks``."""
+    return ["fit", "-c", str(CONFIG_DIR / "teacher.yaml"), "-c", str(CONFIG_DIR / "backbones" / "tiny-llama.yaml"),
+            "--data.tasks", str(tasks), "--trainer.max_steps", "1", "--trainer.default_root_dir", str(tmp_path)]  # fmt: skip
+
+
 def test_bad_data_during_fit_is_one_line_and_exit_2(tmp_path, capsys):
     tasks = tmp_path / "tasks.yaml"
     tasks.write_text(
         "tasks:\n  - {name: typo, task_type: ner, role: target, format: jsonl, "
         f"data_files: {{train: {FIX / 'ner_text_offsets.jsonl'}}}, columns: {{text: note, entities: spans}}}}\n"
     )
-    argv = ["fit", "-c", str(CONFIG_DIR / "teacher.yaml"), "-c", str(CONFIG_DIR / "backbones" / "tiny-llama.yaml"),
-            "--data.tasks", str(tasks), "--trainer.max_steps", "1", "--trainer.default_root_dir", str(tmp_path)]  # fmt: skip
+    argv = fit_argv(tasks, tmp_path)
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()  # (earlier tests' closed log streams may add noise)
     assert err[-1].startswith("metaprompt fit: data error: ") and "DataFormatError" not in "\n".join(err)
@@ -51,8 +56,7 @@ def test_a_typo_in_a_task_declaration_during_fit_is_one_line_and_exit_2(tmp_path
         "tasks:\n  - {name: mine, task_type: ner, role: target, format: jsonl, "
         f"data_files: {{train: {FIX / 'notes_ner.jsonl'}}}, colums: {{text: note}}}}\n  - no_such_dataset\n"
     )
-    argv = ["fit", "-c", str(CONFIG_DIR / "teacher.yaml"), "-c", str(CONFIG_DIR / "backbones" / "tiny-llama.yaml"),
-            "--data.tasks", str(tasks), "--trainer.max_steps", "1", "--trainer.default_root_dir", str(tmp_path)]  # fmt: skip
+    argv = fit_argv(tasks, tmp_path)
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert (
