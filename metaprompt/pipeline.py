@@ -7,7 +7,13 @@ resolved and built by the CLI's own parser (:mod:`metaprompt.compose`): what ``m
 lightning_configs/teacher.yaml -c <the same overrides>`` would build. A setting the pipeline config does not
 give keeps its stage YAML's value. The overrides are: the backbone, prompt length, tasks and seed; the shared
 ``data`` settings and the stage's own ``model``/``data``/``max_steps``; and how the pipeline runs a stage
-(:meth:`Pipeline.run_shape`: one device, a CSV log and step lines, no checkpoints, no validation passes).
+(:meth:`Pipeline.run_shape`: one device, a CSV log and step lines, no validation passes).
+
+Every run's settings are checked before the first run starts (:meth:`Pipeline.check_runs`). A killed
+pipeline, rerun, continues its interrupted run from that run's last checkpoint (``<run>/checkpoints``, every
+``checkpoint_every`` steps, kept only while it runs and only for the settings it was written under) and ends
+with the adapter an uninterrupted run would have; a finished run is skipped only while the adapter its record
+describes is still there, unchanged (:meth:`Pipeline.artifacts_changed`).
 
 Each run writes its resolved config (``<run>/config.yaml``: ``metaprompt fit -c`` reruns it), its adapter
 (``AdapterExport``, as in ``metaprompt fit``) and a completion record ``done/<run>.json`` keyed by the
@@ -23,18 +29,24 @@ upstream stage with another result, and that run and everything reading it run a
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import importlib
 import inspect
 import json
+import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from jsonargparse import Namespace
 
 from metaprompt import compose
+from metaprompt.callbacks import ResumeCheckpoint
 from metaprompt.data import MultitaskDataModule
 from metaprompt.evaluation.args import EvalArgs
 from metaprompt.modules import (
@@ -93,6 +105,8 @@ class PipelineConfig:
             group (``group``, default the output folder's name), with its per-task metrics, macro score,
             prediction table, hyperparameters and its adapter as an artifact (uploaded by ``wandb sync``
             when offline). None: CSV logs only.
+        checkpoint_every: Steps between a training run's checkpoints (one device; 0: none), from which a killed
+            pipeline resumes that run when rerun. Not part of a record's key: it does not change the result.
     """
 
     output_dir: str = "runs/pipeline"
@@ -112,6 +126,7 @@ class PipelineConfig:
     precision: str = "32-true"
     strategy: str | None = None
     wandb: dict[str, Any] | None = None
+    checkpoint_every: int = 50
 
 
 @dataclass
@@ -166,6 +181,11 @@ LOCATIONS = {
 """Resolved-config fields that say where things are, not what is computed: left out of a run's record key
 (the upstream adapters enter by content, the data by its fingerprint)."""
 
+LEAF_STAGES = ("target", "prompt_tuning", "lora", "zero_shot")
+"""Stages whose adapter no other run reads: their record stands for their scores, so a record of theirs stays
+current without its adapter (``results/`` keeps no LoRA adapters: .gitignore); an adapter that is there must
+still be the one the record describes. Any other stage's record needs its adapter, unchanged."""
+
 
 def accepted_arguments(cls: type) -> set[str]:
     """Keyword arguments ``cls(...)`` accepts: its ``__init__``'s, and its bases' while ``**kwargs`` passes on."""
@@ -200,6 +220,20 @@ def check_settings(where: str, settings: dict[str, Any], cls: type, part: str) -
                 group.of(settings[name])
             except (TypeError, ValueError) as err:
                 raise ValueError(f"{where}.{part}.{err}") from None
+
+
+def one_line(err: BaseException) -> str:
+    """A parser or constructor error in one line: the key it names (``model.r``) and the innermost reason
+    (jsonargparse's messages nest one ``Parser key "..."`` block per level, then list every subtype tried)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    marks = [(i, m.group(1)) for i, line in enumerate(lines) if (m := re.search(r'Parser key "([^"]+)":', line))]
+    if not marks:
+        return lines[0] if lines else type(err).__name__
+    last = marks[-1][0]
+    reason = lines[last + 1] if last + 1 < len(lines) else type(err).__name__
+    if reason.startswith("Does not validate against any of"):  # a union: the first subtype's own error
+        reason = next((line for line in lines[last + 1 :] if line.startswith("- ")), reason)
+    return f"{'.'.join(key for _, key in marks)}: {reason.removeprefix('- ')}"
 
 
 def _sets(settings: dict[str, Any], dotted: str) -> bool:
@@ -311,6 +345,23 @@ class Pipeline:
             check_settings(name, stage.model, cls, "model")
             check_settings(name, stage.data, MultitaskDataModule, "data")
 
+    def check_runs(self, runs: list[Run]) -> None:
+        """Resolve every run and build its module and data module (no backbone loaded, no data read) before the
+        first run starts: a setting any of them rejects (a key, a value of the wrong type, a value its class
+        checks) fails now, not after the runs before it have trained.
+
+        Raises:
+            ValueError: in one line, ``<run> (<stage> stage): <key>: <what is wrong>``.
+        """
+        for run in runs:
+            try:
+                plain = compose.plain(self.resolve(run))
+                module_path, _, name = plain["model"]["class_path"].rpartition(".")
+                getattr(importlib.import_module(module_path), name)(**plain["model"].get("init_args") or {})
+                MultitaskDataModule(**plain["data"])
+            except (argparse.ArgumentError, TypeError, ValueError) as err:
+                raise ValueError(f"{run.name} ({run.stage} stage): {one_line(err)}") from None
+
     # ----------------------------------------------------------------- what a run is
     def loggers(self, name: str, folder: Path) -> dict[str, Any] | list[dict[str, Any]]:
         """The run's CSV log, and with ``wandb`` set its W&B run in the pipeline's group (see
@@ -329,8 +380,9 @@ class Pipeline:
 
     def run_shape(self, name: str, folder: Path) -> dict[str, Any]:
         """How the pipeline runs any stage (Trainer overrides): one device, the run's CSV log and step lines,
-        the adapter exported as ``metaprompt fit`` does, no checkpoints and no validation passes (each run
-        is tested on its own fixed sample instead)."""
+        the adapter exported as ``metaprompt fit`` does, no validation passes (each run is tested on its own
+        fixed sample instead). Checkpointing is off here, as in every record's key: :meth:`execute` adds the
+        run's resume checkpoints to the built Trainer."""
         cfg = self.config
         return {
             "accelerator": cfg.accelerator,
@@ -427,12 +479,18 @@ class Pipeline:
     # ----------------------------------------------------------------- running one
     def execute(self, run: Run) -> dict:
         """Fit (when the resolved ``trainer.max_steps`` > 0) and optionally test one run; skipped when its
-        record matches. Writes ``<folder>/config.yaml`` (the resolved config) before it starts."""
+        record matches and so do its artifacts (:meth:`artifacts_changed`). Writes ``<folder>/config.yaml``
+        (the resolved config) before it starts; a fit resumes from the checkpoint of an interrupted attempt
+        at the same run (:meth:`resume_point`)."""
         start = time.perf_counter()
         config, key, record, current = self.record_status(run)
         if current:
-            print(f"[pipeline] {run.name}: up to date, skipped", flush=True)
-            return json.loads(record.read_text())["result"]
+            saved = json.loads(record.read_text())
+            changed = self.artifacts_changed(run, saved)
+            if changed is None:
+                print(f"[pipeline] {run.name}: up to date, skipped", flush=True)
+                return saved["result"]
+            print(f"[pipeline] {run.name}: its record matches, but {changed}: running it again", flush=True)
         run.folder.mkdir(parents=True, exist_ok=True)
         if rank_zero():
             (run.folder / "config.yaml").write_text(compose.dump(config), encoding="utf-8")
@@ -443,7 +501,8 @@ class Pipeline:
             model, data, trainer = built.model, built.datamodule, built.trainer
             if config.trainer.max_steps and config.trainer.max_steps > 0:
                 tick = time.perf_counter()
-                trainer.fit(model, datamodule=data)  # the AdapterExport callback writes <folder>/adapter
+                resume = self.resume_point(run, key, trainer)
+                trainer.fit(model, datamodule=data, ckpt_path=resume)  # AdapterExport writes <folder>/adapter
                 timing["train_seconds"] = round(time.perf_counter() - tick, 1)
                 if run.validate:
                     result["val_loss"] = self.validation_loss(model, data)
@@ -464,10 +523,47 @@ class Pipeline:
         result["seconds"] = round(time.perf_counter() - start, 1)
         if rank_zero():
             record.parent.mkdir(parents=True, exist_ok=True)
-            record.write_text(json.dumps({"key": key, "result": result}, indent=2, sort_keys=True))
+            saved = {"key": key, "adapter_digest": adapter_digest(adapter), "result": result}
+            record.write_text(json.dumps(saved, indent=2, sort_keys=True))
+            shutil.rmtree(run.folder / "checkpoints", ignore_errors=True)  # finished: the record replaces them
         split = ", ".join(f"{k.split('_')[0]} {v} s" for k, v in timing.items())
         print(f"[pipeline] {run.name}: done in {result['seconds']} s" + (f" ({split})" if split else ""), flush=True)
         return result
+
+    def artifacts_changed(self, run: Run, saved: dict[str, Any]) -> str | None:
+        """Why the artifacts of a run whose record key matches are not what its record ``saved`` describes, or
+        None when they are: the adapter must be there (unless a :data:`LEAF_STAGES` run's) with the digest the
+        record holds. A record written before digests were recorded is checked for the adapter's presence."""
+        adapter = run.folder / "adapter"
+        digest = adapter_digest(adapter)
+        wrote = saved["adapter_digest"] is not None if "adapter_digest" in saved else "adapter_bytes" in saved["result"]
+        if digest is None:
+            return f"its adapter {adapter} is missing" if wrote and run.stage not in LEAF_STAGES else None
+        if saved.get("adapter_digest") not in (None, digest):
+            return f"its adapter {adapter} is not the one recorded (sha256 {digest[:12]}, recorded {saved['adapter_digest'][:12]})"
+        return None
+
+    def resume_point(self, run: Run, key: str, trainer) -> str | None:
+        """Add the run's resume checkpoints to ``trainer`` (``<folder>/checkpoints``, one device only) and return
+        the one to resume from: the ``last.ckpt`` an interrupted attempt at this run left under the same record
+        key, else None. Checkpoints of another key (earlier settings, data or upstream adapters) are deleted."""
+        every = self.config.checkpoint_every
+        if not every or self.config.strategy:  # sharded/multi-process runs start over (their own checkpoint layout)
+            return None
+        folder = run.folder / "checkpoints"
+        owner, last = folder / "key", folder / "last.ckpt"
+        trainer.callbacks.append(ResumeCheckpoint(dirpath=str(folder), every_n_train_steps=every))
+        same_key = owner.is_file() and owner.read_text().strip() == key
+        if same_key and last.is_file():
+            step = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+            print(f"[pipeline] {run.name}: resuming from its checkpoint at step {step}", flush=True)
+            return str(last)
+        if folder.exists() and not same_key:
+            print(f"[pipeline] {run.name}: its checkpoints are of other settings: starting over", flush=True)
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        owner.write_text(key + "\n")
+        return None
 
     def validation_loss(self, model, data) -> float:
         """Per-task averaged target cross-entropy on the validation split (no decoding)."""
@@ -525,12 +621,15 @@ class Pipeline:
         """Run every stage; returns ``{target: {system: result}}`` and writes results.json/.md."""
         from metaprompt.tasks.taskset import task_arguments
 
-        for run in self.runs_for_sources():
+        sources = self.runs_for_sources()
+        targets = {
+            name: self.runs_for_target(name, tasks)
+            for name, tasks in task_arguments(self.config.targets, self.config.data.get("root"))
+        }
+        self.check_runs([*sources, *(run for runs in targets.values() for run in runs.values())])
+        for run in sources:
             self.execute(run)
-        results: dict[str, dict[str, dict]] = {}
-        for name, tasks in task_arguments(self.config.targets, self.config.data.get("root")):
-            for system, run in self.runs_for_target(name, tasks).items():
-                results.setdefault(name, {})[system] = self.execute(run)
+        results = {name: {system: self.execute(run) for system, run in runs.items()} for name, runs in targets.items()}
         self._write(results)
         return results
 

@@ -29,7 +29,7 @@ STAGE_CLASS = {"teacher": "TeacherPromptTuning", "distill": "MultitaskDistillati
 STAGE_CLASS |= {"prompt_tuning": "PromptTuning", "lora": "LoRA"}
 STAGE_ARG = {"teacher": "optim", "distill": "rank", "target": "train", "prompt_tuning": "evaluation"}
 STAGE_ARG |= {"lora": "r"}
-STAGE_VALUE = {"optim": {"warmup_steps": 5}, "rank": 3, "train": "prompt", "evaluation": {"log_predictions": 3}}
+STAGE_VALUE = {"optim": {"warmup_steps": 5}, "rank": 3, "train": "shared", "evaluation": {"log_predictions": 3}}
 STAGE_VALUE |= {"r": 2}
 
 PIPELINE_CHANGES = {
@@ -45,6 +45,7 @@ PIPELINE_CHANGES = {
     "precision": "bf16-mixed",
     "strategy": "ddp",
     "wandb": None,  # where logs go, not what runs compute (tests/test_wandb.py)
+    "checkpoint_every": None,  # how often a run is checkpointed, not what it computes (tests/test_pipeline_resume.py)
     **{name: None for name in STAGE_FIELDS},  # walked part by part in test_each_stage_part_reaches_its_runs
 }
 LADDER_CHANGES = {

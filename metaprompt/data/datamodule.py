@@ -1,6 +1,8 @@
 """``MultitaskDataModule``: every task cast to text-to-text, tokenised, and mixed for training.
 
-records (metaprompt.tasks) -> verbalizer (prompt, target) -> PromptEncoder (ids, max-length policy)
+records (metaprompt.tasks) -> [long_inputs: windows or head+tail, per task; data/long_inputs.py]
+-> verbalizer (prompt, target) -> PromptEncoder (ids, max-length policy; what it cuts of the gold is
+counted and warned about: data/truncation_loss.py)
 -> datasets.Dataset per (task, split), cached on disk -> concatenated with a task id per row
 -> TemperatureSampler (train) / sequential (eval) -> CausalLMCollator
 """
@@ -17,7 +19,7 @@ from types import MappingProxyType
 import datasets
 import lightning as L
 import pyarrow.compute as pc
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
 from metaprompt.backbones import load_tokenizer
@@ -25,10 +27,14 @@ from metaprompt.data.bucketing import LengthBucketBatchSampler
 from metaprompt.data.collate import CausalLMCollator
 from metaprompt.data.encoding import PromptEncoder
 from metaprompt.data.grouping import TaskGroupedBatchSampler
+from metaprompt.data.long_inputs import LONG_INPUTS_VERSION, serve
+from metaprompt.data.resume import ResumableLoader
 from metaprompt.data.sampling import TemperatureSampler
 from metaprompt.data.subsample import k_shot
+from metaprompt.data.truncation_loss import TruncationLoss, truncation_loss, warning_line
 from metaprompt.evaluation.evaluator import label_like
 from metaprompt.evaluation.tasks import EvalTask, EvalTasks
+from metaprompt.evaluation.windows import WindowOf
 from metaprompt.tasks.records import Record
 from metaprompt.tasks.taskset import TaskSpec, resolve_tasks
 from metaprompt.tasks.verbalizers import get_verbalizer, label_set
@@ -138,6 +144,7 @@ class MultitaskDataModule(L.LightningDataModule):
         self._selection: dict[str, dict[str, list[Record]]] | None = None
         self.records: dict[str, Record] = {}
         self._task_of_uid: dict[str, str] = {}
+        self.windows: dict[str, WindowOf] = {}  # window uid -> its record (tasks with long_inputs: window)
         self.verbalizers: dict[str, object] = {}
         self.report: dict[str, dict[str, dict[str, int]]] = {}
 
@@ -150,7 +157,13 @@ class MultitaskDataModule(L.LightningDataModule):
         if not self.splits:
             raise RuntimeError("MultitaskDataModule.eval_tasks(): call setup() first (the records are read there)")
         tasks = [EvalTask(i, s.name, s.task_type, self.verbalizers[s.name]) for i, s in enumerate(self.specs)]
-        return EvalTasks(tasks, MappingProxyType(self.records), MappingProxyType(self._task_of_uid), self.encoder)
+        return EvalTasks(
+            tasks,
+            MappingProxyType(self.records),
+            MappingProxyType(self._task_of_uid),
+            self.encoder,
+            MappingProxyType(self.windows),
+        )
 
     def task_of(self, uid: str) -> str:
         """The task name of eval/train row ``uid``."""
@@ -261,11 +274,14 @@ class MultitaskDataModule(L.LightningDataModule):
                 [ENCODING_VERSION, hp.backbone, hp.max_length, hp.min_prompt_tokens, hp.drop_over_length]
             ).encode()
         )
+        long_inputs = {s.name: s.long_inputs for s in self.specs if s.long_inputs}
         for name, splits in self._selected().items():
             verbalizer = self.verbalizers[name]
             for split, recs in splits.items():
                 rows = [(r.uid, verbalizer.prompt(r), verbalizer.target(r)) for r in recs]
                 digest.update(json.dumps([name, split, rows]).encode())
+            if name in long_inputs:  # its windows / head+tail cuts follow from this and the settings above
+                digest.update(json.dumps([LONG_INPUTS_VERSION, name, long_inputs[name]], sort_keys=True).encode())
         return digest.hexdigest()
 
     def setup(self, stage: str | None = None) -> None:
@@ -275,21 +291,26 @@ class MultitaskDataModule(L.LightningDataModule):
         self.tokenizer = load_tokenizer(hp.backbone)
         encoder = self.encoder = PromptEncoder(self.tokenizer, hp.max_length, hp.min_prompt_tokens)
         parts: dict[str, list[datasets.Dataset]] = {"train": [], "validation": [], "test": []}
+        losses: dict[str, dict[str, TruncationLoss]] = {}
         for task_id, (spec, splits) in enumerate(zip(self.specs, self._selected().values(), strict=True)):
             for split, recs in splits.items():
-                self.records.update((r.uid, r) for r in recs)
-                self._task_of_uid.update((r.uid, spec.name) for r in recs)
-                ds = self._encode(spec, task_id, split, recs, encoder) if recs else None
+                records, long_counts = self._register(spec, split, recs, encoder)
+                ds = self._encode(spec, task_id, split, records, encoder) if records else None
                 # Columns read through Arrow: row-by-row access to a datasets table costs seconds on
                 # the 21 sources, most of a warm start.
                 table = ds.data if ds is not None else None
                 over = table.column("over_length").to_pylist() if ds is not None else []
+                truncated = table.column("truncated").to_pylist() if ds is not None else []
                 self.report.setdefault(spec.name, {})[split] = {
-                    "examples": len(recs),
-                    "truncated": sum(t > 0 for t in table.column("truncated").to_pylist()) if ds else 0,
+                    "examples": len(records),
+                    "truncated": sum(t > 0 for t in truncated),
                     "over_length": sum(over),
                     "dropped": sum(over) if hp.drop_over_length else 0,
                 }
+                loss = truncation_loss(records, self.verbalizers[spec.name], encoder, truncated)
+                losses.setdefault(spec.name, {})[split] = loss
+                self.report[spec.name][split].update(loss.report(spec.task_type))
+                self.report[spec.name][split].update(long_counts)
                 if split == "train" and hp.max_train_target_tokens is not None:  # said, not silent
                     cap = hp.max_train_target_tokens
                     lengths = pc.list_value_length(table.column("target_ids")).to_pylist() if ds else []
@@ -314,12 +335,40 @@ class MultitaskDataModule(L.LightningDataModule):
         rank_zero_info(
             f"[metaprompt] truncated prompts per task/split: {json.dumps({k: v for k, v in truncated.items() if v})}"
         )
+        for spec in self.specs:  # the data the cut removes, said once per task (not an error: a choice to make)
+            line = warning_line(spec.name, spec.task_type, hp.max_length, losses[spec.name], bool(spec.long_inputs))
+            if line:
+                rank_zero_warn(line)
+            if spec.long_inputs:
+                keys = ("records", "windows", "windowed", "head_tail_cut", "head_tail_tokens")  # from _register
+                counts = {s: {k: v[k] for k in keys if k in v} for s, v in self.report[spec.name].items()}
+                rank_zero_info(f"[metaprompt] {spec.name}: long_inputs {spec.long_inputs}: {json.dumps(counts)}")
         cut = {n: r["train"].get("target_cut", 0) for n, r in self.report.items() if "train" in r}
         if any(cut.values()):
             rank_zero_info(
                 f"[metaprompt] training rows whose target is cut to its first {hp.max_train_target_tokens} tokens "
                 f"(max_train_target_tokens; evaluation sees whole targets): {json.dumps({k: v for k, v in cut.items() if v})}"
             )
+
+    def _register(
+        self, spec: TaskSpec, split: str, recs: list[Record], encoder: PromptEncoder
+    ) -> tuple[list[Record], dict[str, int]]:
+        """The rows a split serves, each registered for evaluation by uid, and (``long_inputs`` tasks) what
+        the declaration did to it: windows and the records they cover, or sources cut to head + tail.
+
+        A windowed record is registered too: evaluation scores it in its windows' stead."""
+        self.records.update((r.uid, r) for r in recs)
+        self._task_of_uid.update((r.uid, spec.name) for r in recs)
+        if not spec.long_inputs:
+            return recs, {}
+        served = serve(spec.name, split, recs, spec.long_inputs, self.verbalizers[spec.name], encoder)
+        self.windows.update(served.windows)
+        self.records.update((r.uid, r) for r in served.records)
+        self._task_of_uid.update((r.uid, spec.name) for r in served.records)
+        if spec.long_inputs["mode"] == "window":
+            parents = {w.parent for w in served.windows.values()}
+            return served.records, {"records": len(recs), "windows": len(served.windows), "windowed": len(parents)}
+        return served.records, {"head_tail_cut": len(served.elided), "head_tail_tokens": sum(served.elided.values())}
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         hp = self.hparams
@@ -333,12 +382,12 @@ class MultitaskDataModule(L.LightningDataModule):
             if hp.length_bucketing:
                 lengths = [len(p) + len(t[:cap]) for p, t in zip(ds["prompt_ids"], ds["target_ids"])]
                 batches = LengthBucketBatchSampler(sampler, hp.batch_size, lengths, seed=hp.seed)
-                return DataLoader(ds, batch_sampler=batches, collate_fn=collate, num_workers=hp.num_workers)
+                return ResumableLoader(ds, batch_sampler=batches, collate_fn=collate, num_workers=hp.num_workers)
             if hp.get("tasks_per_batch"):
                 task_of = ds.select_columns("task_id").with_format("arrow")[:]["task_id"].to_pylist()
                 batches = TaskGroupedBatchSampler(sampler, hp.batch_size, task_of, hp.tasks_per_batch)
-                return DataLoader(ds, batch_sampler=batches, collate_fn=collate, num_workers=hp.num_workers)
-            return DataLoader(
+                return ResumableLoader(ds, batch_sampler=batches, collate_fn=collate, num_workers=hp.num_workers)
+            return ResumableLoader(
                 ds, batch_size=hp.batch_size, sampler=sampler, collate_fn=collate, num_workers=hp.num_workers
             )
         return DataLoader(

@@ -81,12 +81,36 @@ class PromptEncoder:
         tok = lambda texts: self.tokenizer(texts, add_special_tokens=False)["input_ids"]  # noqa: E731
         return [self._fit(b, t + self.end_ids) for b, t in zip(tok(prompts), tok(targets))]
 
-    def _fit(self, body: list[int], target_ids: list[int]) -> Encoded:
+    def cut_range(self, n_body: int, n_target: int) -> tuple[int, int]:
+        """The body tokens ``[start, stop)`` the max-length policy cuts (``start == stop``: none).
+
+        Args:
+            n_body: Tokens of the prompt text (before the chat template).
+            n_target: Target tokens, end token included.
+        """
         overhead = len(self.prefix_ids) + len(self.suffix_ids)
-        budget = max(self.max_length - overhead - len(target_ids), self.min_prompt_tokens)
-        cut = max(len(body) - budget, 0)
-        if cut:
-            head = budget // 4
-            body = body[:head] + body[len(body) - (budget - head) :]
+        budget = max(self.max_length - overhead - n_target, self.min_prompt_tokens)
+        if n_body <= budget:
+            return 0, 0
+        head = budget // 4
+        return head, n_body - (budget - head)
+
+    def cut_chars(self, prompts: list[str], targets: list[str]) -> list[tuple[int, int] | None]:
+        """Per example, the characters ``[a, b)`` of its prompt text that the policy cuts (None: none),
+        so that a caller can tell which parts of the input (an answer, an entity) the model never sees."""
+        if not prompts:  # the tokenizer fails on an empty batch
+            return []
+        bodies = self.tokenizer(prompts, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        tok = lambda texts: self.tokenizer(texts, add_special_tokens=False)["input_ids"]  # noqa: E731
+        out: list[tuple[int, int] | None] = []
+        for offsets, target in zip(bodies, tok(targets)):
+            start, stop = self.cut_range(len(offsets), len(target) + len(self.end_ids))
+            out.append((offsets[start][0], offsets[stop - 1][1]) if stop > start else None)
+        return out
+
+    def _fit(self, body: list[int], target_ids: list[int]) -> Encoded:
+        start, stop = self.cut_range(len(body), len(target_ids))
+        if stop > start:
+            body = body[:start] + body[stop:]
         prompt_ids = self.prefix_ids + body + self.suffix_ids
-        return Encoded(prompt_ids, target_ids, cut, len(prompt_ids) + len(target_ids) > self.max_length)
+        return Encoded(prompt_ids, target_ids, stop - start, len(prompt_ids) + len(target_ids) > self.max_length)

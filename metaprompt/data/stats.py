@@ -2,20 +2,25 @@
 
 For each dataset of MANIFEST.yaml: examples per canonical split, whether the reader's per-split
 counts equal the manifest's, mean prompt/target tokens under the backbone's chat format, prompts
-truncated at ``max_length``, and how many records survive ``parse(target) == structure``.
+truncated at ``max_length``, what the truncation cuts away in train and test (rows whose answer, an
+entity or a relation's mention is cut out; for summaries, sources cut and the mean tokens cut,
+``data/truncation_loss.py``), and how many records survive ``parse(target) == structure``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from metaprompt.backbones import load_tokenizer
 from metaprompt.data.encoding import PromptEncoder
+from metaprompt.data.truncation_loss import TruncationLoss, truncation_loss
 from metaprompt.tasks.catalog import load_manifest, resolve_root
 from metaprompt.tasks.readers import excluded, get_reader
 from metaprompt.tasks.splits import CANONICAL, canonical_splits
 from metaprompt.tasks.verbalizers import get_verbalizer, label_set
+
+LOSS_SPLITS = ("train", "test")
 
 
 @dataclass
@@ -33,6 +38,7 @@ class DatasetStats:
     truncated: int
     roundtrip_ok: int
     roundtrip_total: int
+    lost: dict[str, TruncationLoss] = field(default_factory=dict)
 
 
 def dataset_stats(dataset_id: str, root: Path, encoder: PromptEncoder) -> DatasetStats:
@@ -53,6 +59,13 @@ def dataset_stats(dataset_id: str, root: Path, encoder: PromptEncoder) -> Datase
     targets = [verbalizer.target(r) for r in records]
     encoded = encoder.encode_batch(prompts, targets)
     n = max(len(records), 1)
+    lost, start = {}, 0
+    for split in CANONICAL:  # records and encodings are in split order
+        stop = start + len(splits[split])
+        if split in LOSS_SPLITS:
+            truncated = [e.truncated for e in encoded[start:stop]]
+            lost[split] = truncation_loss(records[start:stop], verbalizer, encoder, truncated)
+        start = stop
     return DatasetStats(
         id=dataset_id,
         task_type=info.task_type,
@@ -65,6 +78,7 @@ def dataset_stats(dataset_id: str, root: Path, encoder: PromptEncoder) -> Datase
         truncated=sum(e.truncated > 0 for e in encoded),
         roundtrip_ok=sum(verbalizer.parse(t, r) == r.structure() for t, r in zip(targets, records)),
         roundtrip_total=len(records),
+        lost=lost,
     )
 
 
@@ -95,9 +109,14 @@ def render(stats: list[DatasetStats], console=None) -> str:
         "prompt tok",
         "target tok",
         "truncated",
+        "lost train/test",
         "roundtrip",
     ):
-        table.add_column(col, justify="left" if col in ("id", "type", "role", "manifest") else "right")
+        table.add_column(
+            col,
+            justify="left" if col in ("id", "type", "role", "manifest") else "right",
+            min_width=max((len(s.id) for s in stats), default=0) if col == "id" else None,  # ids stay whole
+        )
     for s in stats:
         table.add_row(
             s.id,
@@ -108,9 +127,15 @@ def render(stats: list[DatasetStats], console=None) -> str:
             f"{s.mean_prompt_tokens:.0f}",
             f"{s.mean_target_tokens:.0f}",
             str(s.truncated),
+            "  ".join(filter(None, (s.lost[k].describe(s.task_type) for k in LOSS_SPLITS if k in s.lost))) or "-",
             f"{s.roundtrip_ok}/{s.roundtrip_total}",
         )
     console.print(table)
+    console.print(
+        "lost train/test: rows whose answer, entity or relation mention the truncation cuts out / rows; "
+        "summarization: sources cut / rows (mean tokens cut)",
+        highlight=False,
+    )
     for s in stats:
         if s.manifest_ok and s.manifest_detail:
             console.print(f"* {s.id}: {s.manifest_detail}", highlight=False)

@@ -6,6 +6,10 @@ One record per test example::
      "candidates": [{"answer", "text", "logprob", "logprob_per_byte", "n_tokens"}] | None,
      "prediction", "reference", "stats"}
 
+A record scored from the windows of a long input (``long_inputs: {mode: window}``) also holds
+``"windows": [{"uid", "parent", "index", "task_type", "generation", "prediction", "score"}]``, and its
+``prediction`` is their merge (``metaprompt.evaluation.windows``).
+
 ``prediction`` is the parsed generation or the ranked answer, ``reference`` the gold target text and
 ``stats`` the sufficient statistics of the task's metric (``TaskEvaluator.update``), enough to
 recompute the corpus score of any resample (``metaprompt.evaluation.bootstrap``).

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from metaprompt.evaluation.windows import WindowOf
 from metaprompt.tasks.records import Record
 from metaprompt.tasks.verbalizers.base import Verbalizer
 
@@ -44,11 +45,16 @@ class EvalTask:
 
 @dataclass(frozen=True)
 class EvalRow:
-    """One evaluation row: its task, its gold record, and the texts derived from them."""
+    """One evaluation row: its task, its gold record, and the texts derived from them.
+
+    ``window`` is set for a window of a longer record (``long_inputs: {mode: window}``): the row is
+    generated for, then merged with its record's other windows and scored as the record ``window.parent``.
+    """
 
     uid: str
     task: EvalTask
     record: Record
+    window: WindowOf | None = None
 
     @property
     def prompt_text(self) -> str:
@@ -71,6 +77,8 @@ class EvalTasks:
         records: ``uid -> gold record`` of every row the data module serves.
         task_of_uid: ``uid -> task name`` for the same rows.
         encoder: The data module's ``PromptEncoder`` (ranked scoring encodes candidates with it).
+        windows: Window uid -> its record, for the rows that are windows of a longer record (their
+            parents are in ``records`` too); see ``metaprompt.evaluation.windows``.
     """
 
     def __init__(
@@ -79,6 +87,7 @@ class EvalTasks:
         records: Mapping[str, Record],
         task_of_uid: Mapping[str, str],
         encoder: Any = None,
+        windows: Mapping[str, WindowOf] | None = None,
     ):
         if [t.task_id for t in tasks] != list(range(len(tasks))):
             raise ValueError(
@@ -89,6 +98,7 @@ class EvalTasks:
         self.records = records
         self.task_of_uid = task_of_uid
         self.encoder = encoder
+        self.windows = windows or {}
 
     def __len__(self) -> int:
         return len(self.tasks)
@@ -106,4 +116,4 @@ class EvalTasks:
             task, record = self.by_name[self.task_of_uid[uid]], self.records[uid]
         except KeyError:
             raise KeyError(f"evaluation: row {uid!r} is not one the data module served") from None
-        return EvalRow(uid, task, record)
+        return EvalRow(uid, task, record, self.windows.get(uid))

@@ -37,12 +37,15 @@ from metaprompt.evaluation.ranking import (
     rank,
     token_logprobs,
 )
+from metaprompt.evaluation.tasks import EvalRow
+from metaprompt.evaluation.windows import WindowPredictions
 from metaprompt.forward import FastPaths
 from metaprompt.forward.candidates import candidate_logprobs
 from metaprompt.forward.decode import StopStrings
 from metaprompt.forward.prefix import supports_shared_prefix
 from metaprompt.forward.prompted import ForwardOut, decoder_and_head, generate, prompted_forward
 from metaprompt.modules.fsdp2 import parallelize
+from metaprompt.modules.rng import RNG_KEY, rng_states, set_rng_states
 from metaprompt.optim import OptimArgs, build_optimizer, build_schedule
 from metaprompt.scale import full_numel, full_shape, is_fsdp2, outside_zero_init, params_are_sharded, zero_stage
 from metaprompt.scale.zero import zero3_hf_config
@@ -77,7 +80,8 @@ class PromptModule(L.LightningModule):
         evaluation: :class:`~metaprompt.evaluation.args.EvalArgs` — decoding budgets, stop strings,
             ranked vs generated label scoring, whether to score at all, prediction-table rows.
         output_dir: Where test writes ``metrics.json`` and ``predictions.jsonl`` (optional).
-        seed: Seed for prompt init.
+        seed: Seed for prompt init, and of the global RNGs (dropout) when a fit starts: reruns of one config
+            train one adapter.
         fast_paths: :class:`~metaprompt.forward.FastPaths` switches, e.g. ``{"shared_prefix": false}``
             (default: every exact speed-up on); every stage honours them.
     """
@@ -107,6 +111,7 @@ class PromptModule(L.LightningModule):
         self.evaluator: TaskEvaluator | None = None
         self.table: PredictionTable | None = None
         self.eval_tasks: EvalTasks | None = None  # set in setup() from the data module
+        self._resumed_rng: dict | None = None  # a checkpoint's random streams, for the fit resuming from it
 
     def save_hyperparameters(self, *args: Any, frame=None, **kwargs: Any) -> None:
         """Lightning's, with the argument groups stored as plain data (checkpoints load ``weights_only``,
@@ -261,7 +266,17 @@ class PromptModule(L.LightningModule):
         return ", ".join(self.task_names[i] if i < len(self.task_names) else f"task {i}" for i in ids)
 
     def on_fit_start(self) -> None:
+        # Dropout draws from the global RNG: seed it here, not only where the config was parsed, so that a
+        # rerun of one config trains one adapter whatever else used the RNG in between (another stage, a test).
+        L.seed_everything(self.hparams.seed, workers=True, verbose=False)
         self._log_parameter_counts()
+
+    def on_train_start(self) -> None:
+        # A resumed run continues the random streams of its checkpoint's step, restored this late because the
+        # loops draw from them before training starts (an uninterrupted run drew those before the checkpoint)
+        states, self._resumed_rng = self._resumed_rng, None
+        if states is not None and self.trainer.ckpt_path:  # not a module merely loaded from a checkpoint
+            set_rng_states(states)
 
     def on_test_start(self) -> None:  # zero-shot runs (test without fit) report their counts too
         self._log_parameter_counts()
@@ -314,6 +329,10 @@ class PromptModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # The stage class, so that `metaprompt.consolidation.consolidate(ckpt, out)` can rebuild the adapter.
         checkpoint[MODULE_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
+        checkpoint[RNG_KEY] = rng_states()  # dropout masks of a resumed run = the uninterrupted run's
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._resumed_rng = checkpoint.get(RNG_KEY)  # set at on_train_start (after on_fit_start's seeding)
 
     # ----------------------------------------------------------------- evaluation
     def setup(self, stage: str) -> None:
@@ -324,6 +343,7 @@ class PromptModule(L.LightningModule):
             self.evaluator = TaskEvaluator(self.eval_tasks.descriptions())
             self.table = PredictionTable(self.evaluation.log_predictions)
         self._examples: list[dict] = []  # every test example's record (predictions.jsonl)
+        self._windows = WindowPredictions()  # windows of long records, scored merged at epoch end
 
     def _eval_step(self, batch: dict, prefix: str) -> None:
         scoring = self.evaluation.generate and self.evaluator is not None
@@ -339,32 +359,58 @@ class PromptModule(L.LightningModule):
         if self._synced_gpus():  # sharded: every rank decodes every batch, or generate() would deadlock
             rows = list(range(len(batch["uids"])))
         texts = dict(self._generate_texts(batch, rows)) if rows else {}
+        window_scores = self._window_scores(batch, texts) if self.eval_tasks.windows else {}
         for uid in batch["uids"]:
             row, result = self.eval_tasks.row(uid), ranked.get(uid)
-            task = row.task.name
             if result is None:
                 text = texts[uid]
                 prediction = row.parse(text)
             else:  # the chosen candidate's target text stands in for the generation in the table
                 text, prediction = result.text, result.prediction
-            scored = self.evaluator.update(task, prediction, row.record)
-            input_text, reference = row.prompt_text, row.target_text
-            self.table.add(task, input_text, text, reference, uid=uid)
-            if prefix == "test":  # the record format: metaprompt.evaluation.examples
-                self._examples.append(
-                    {
-                        "uid": uid,
-                        "task": task,
-                        "kind": scored["kind"],
-                        "scoring": "generated" if result is None else "ranked",
-                        "input": input_text,
-                        "generation": text if result is None else None,
-                        "candidates": None if result is None else result.to_json(),
-                        "prediction": prediction,
-                        "reference": reference,
-                        "stats": scored["stats"],
-                    }
-                )
+            if row.window is not None:  # scored with its record's other windows (evaluation.windows)
+                self._windows.add(uid, row.window, row.task.task_type, text, prediction, window_scores.get(uid, 0.0))
+                continue
+            self._score_example(prefix, row, text, prediction, result)
+
+    def _score_example(
+        self, prefix: str, row: EvalRow, text: str, prediction: Any, result: Ranked | None = None, windows=None
+    ) -> None:
+        """Score one example, show it in the table and (test) keep its record; ``windows``: the window
+        rows a merged prediction comes from (``metaprompt.evaluation.windows``)."""
+        task = row.task.name
+        scored = self.evaluator.update(task, prediction, row.record)
+        input_text, reference = row.prompt_text, row.target_text
+        self.table.add(task, input_text, text, reference, uid=row.uid)
+        if prefix == "test":  # the record format: metaprompt.evaluation.examples
+            example = {
+                "uid": row.uid,
+                "task": task,
+                "kind": scored["kind"],
+                "scoring": "generated" if result is None else "ranked",
+                "input": input_text,
+                "generation": text if result is None else None,
+                "candidates": None if result is None else result.to_json(),
+                "prediction": prediction,
+                "reference": reference,
+                "stats": scored["stats"],
+            }
+            self._examples.append(example if windows is None else {**example, "windows": windows})
+
+    def _window_scores(self, batch: dict, texts: dict[str, str]) -> dict[str, float]:
+        """Per QA window row, the mean token log-prob of its generated answer (end token included), by
+        which the merge picks a record's answer among its windows'."""
+        picks, task_ids = [], []
+        for i, uid in enumerate(batch["uids"]):
+            row = self.eval_tasks.row(uid)
+            if row.window is not None and row.task.task_type == "qa" and uid in texts:
+                prompt = batch["prompt_input_ids"][i][batch["prompt_attention_mask"][i].bool()].tolist()
+                answer = self.eval_tasks.encoder.encode("", texts[uid]).target_ids
+                picks.append(Candidates(uid, prompt, (texts[uid],), (texts[uid],), (answer,)))
+                task_ids.append(int(batch["task_ids"][i]))
+        if not picks and not self._synced_gpus():  # sharded: every rank runs as many forwards
+            return {}
+        logprobs = self._candidate_logprobs(picks, task_ids, batch)
+        return {c.uid: float(lp.mean()) for c, lp in zip(picks, logprobs)}
 
     def _rank_batch(self, batch: dict) -> dict[str, Ranked]:
         """Ranked scoring of the batch's label-like rows (``uid -> Ranked``); other rows are absent."""
@@ -377,8 +423,12 @@ class PromptModule(L.LightningModule):
                 task_ids.append(task_id)
         if not candidates:
             return {}
+        return {r.uid: r for r in rank(candidates, self._candidate_logprobs(candidates, task_ids, batch))}
+
+    def _candidate_logprobs(self, candidates: list[Candidates], task_ids: list[int], batch: dict) -> list[torch.Tensor]:
+        """Per candidate row, its token log-probs (each context encoded once where the cache layers allow)."""
         if not self._synced_gpus() and self._context_cache_ok():
-            return {r.uid: r for r in rank(candidates, self._cached_logprobs(candidates, task_ids))}
+            return self._cached_logprobs(candidates, task_ids)
         per_row: list[torch.Tensor] = []
         batches = candidate_batches(candidates, task_ids, self.tokenizer.pad_token_id, RANK_ROWS)
         for b in batches:
@@ -390,7 +440,7 @@ class PromptModule(L.LightningModule):
             torch.distributed.all_reduce(calls, op=torch.distributed.ReduceOp.MAX)
             for _ in range(int(calls) - len(batches)):
                 self.forward(batch)  # output discarded
-        return {r.uid: r for r in rank(candidates, per_row)}
+        return per_row
 
     def _context_cache_ok(self) -> bool:
         """Whether ranked scoring may encode each context once (plain attention cache layers)."""
@@ -483,6 +533,9 @@ class PromptModule(L.LightningModule):
     def _eval_epoch_end(self, prefix: str) -> dict[str, float]:
         if self.evaluator is None or not self.evaluation.generate:
             return {}
+        for merged in self._windows.merged() if self.eval_tasks.windows else []:  # a collective under DDP
+            row = self.eval_tasks.row(merged["uid"])
+            self._score_example(prefix, row, merged["text"], merged["prediction"], windows=merged["windows"])
         scores = self.evaluator.compute()
         # compute() already synced the metric states across ranks (it must run on every rank)
         self.log_dict({f"{prefix}/{k}": v for k, v in scores.items()}, sync_dist=False)

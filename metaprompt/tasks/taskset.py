@@ -51,6 +51,9 @@ class TaskSpec:
         on_error: ``raise`` (default): a bad record stops with its file, place and problem; ``skip``: bad
             records are left out, and how many and where is reported.
         options: Format options of the structured user formats (see ``metaprompt.tasks.user_formats``).
+        long_inputs: How documents longer than the token budget are served, instead of the encoder's middle
+            cut: ``{mode: window, stride: N}`` (qa, ner, re) or ``{mode: head_tail, head: H, tail: T}``
+            (summarization); see ``metaprompt.tasks.long_inputs`` and ``metaprompt.data.long_inputs``.
         origin: Where this spec was declared (for error messages).
     """
 
@@ -64,6 +67,7 @@ class TaskSpec:
     instruction: str | None = None
     on_error: str = "raise"
     options: dict[str, Any] = field(default_factory=dict)
+    long_inputs: dict[str, Any] = field(default_factory=dict)
     origin: str = ""
 
     def __post_init__(self) -> None:
@@ -83,6 +87,10 @@ class TaskSpec:
             raise TaskDeclarationError(
                 f"{self.origin}: task {self.name!r}: labels must be a list, e.g. [{self.labels}]"
             )
+        if self.long_inputs:
+            from metaprompt.tasks.long_inputs import check_long_inputs
+
+            check_long_inputs(self.long_inputs, self.task_type, f"{self.origin}: task {self.name!r}")
 
     def load(self, root: str | Path | None = None) -> dict[str, list[Record]]:
         """Records per canonical split (``train``, ``validation``, ``test``)."""

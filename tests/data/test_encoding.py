@@ -35,3 +35,15 @@ def test_batch_equals_single(tokenizer):
     encoder = PromptEncoder(tokenizer, max_length=64, min_prompt_tokens=8)
     prompts, targets = ["a b c " * 30, "short"], ["x", "y z"]
     assert encoder.encode_batch(prompts, targets) == [encoder.encode(p, t) for p, t in zip(prompts, targets)]
+
+
+def test_cut_chars_name_exactly_the_characters_the_encoder_drops(tokenizer):
+    encoder = PromptEncoder(tokenizer, max_length=64, min_prompt_tokens=8)
+    prompts = ["HEAD " + " ".join(f"w{i}" for i in range(100)) + " TAIL?", "short"]
+    targets = ["an answer", "x"]
+    (a, b), uncut = encoder.cut_chars(prompts, targets)
+    enc = encoder.encode(prompts[0], targets[0])
+    body = enc.prompt_ids[len(encoder.prefix_ids) : len(enc.prompt_ids) - len(encoder.suffix_ids)]
+    assert uncut is None and 0 < a < b < len(prompts[0])
+    assert tokenizer.decode(body) == prompts[0][:a] + prompts[0][b:]  # what is left is the text without [a, b)
+    assert encoder.cut_chars([], []) == []
