@@ -173,12 +173,18 @@ class Predictor:
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
         task_ids = torch.tensor([self.names.index(t) for t, _ in batch], device=self.device)
-        budget = max(self.max_new_tokens[self.tasks[t].task_type] for t, _ in batch)
+        budgets = [self.max_new_tokens[self.tasks[t].task_type] for t, _ in batch]
         out = generate(
-            self.model, ids, mask, self.prompts[task_ids], budget, self.tokenizer.eos_token_id, pad, task_ids=task_ids
+            self.model,
+            ids,
+            mask,
+            self.prompts[task_ids],
+            max(budgets),
+            self.tokenizer.eos_token_id,
+            pad,
+            task_ids=task_ids,
         )
         # greedy rows are independent: a row cut at its own task's budget is what that budget alone generates
-        budgets = [self.max_new_tokens[self.tasks[t].task_type] for t, _ in batch]
         return [self.tokenizer.decode(seq[:n], skip_special_tokens=True) for seq, n in zip(out, budgets, strict=True)]
 
     def predict_stream(self, lines: Iterable[str]) -> Iterator[tuple[int, dict]]:
