@@ -77,7 +77,11 @@ def test_export_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "distill" / "adapter").rename(tmp_path / "moved")  # the target's P* is gone
     assert main(["export", "--adapter", str(tmp_path / "target" / "adapter"), "--task", "t1", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("metaprompt export: ") and "its metaprompt adapter" in err and err.rstrip().endswith("(P* lives there)")
+    assert (
+        err.startswith("metaprompt export: ")
+        and "its metaprompt adapter" in err
+        and err.rstrip().endswith("(P* lives there)")
+    )
 
 
 def test_export_peft_mpt_writes_every_task(tmp_path):
