@@ -7,8 +7,10 @@ the task's records (``ner``/``re``: ``text``; ``qa``: ``question``, optional ``c
 record's structure: ``[[mention, type], ...]``, ``[[head, relation, tail], ...]``, a label, an answer, a
 summary), in input order. Rows of different tasks share batches: every row gets its own task's prompt
 and rows of a task share one prompt prefix (``forward.prompted.generate``'s shared-prefix cache). The file
-is streamed batch by batch (bounded memory); a malformed line or an unknown task goes to the errors file
-(``<output>.errors.jsonl``: line number and problem) and the rest is served.
+is streamed a window of rows at a time (bounded memory): within a window, rows are batched by output
+budget and task, so that a batch of short NLI labels does not decode for as long as a QA answer (a batch
+decodes until its longest budget), and written back in input order. A malformed line or an unknown task
+goes to the errors file (``<output>.errors.jsonl``: line number and problem) and the rest is served.
 
 Tasks an adapter serves: its own (a target adapter's targets, a metaprompt's sources, a teacher's) and,
 for a target adapter, the sources of the metaprompt it builds on. Each task is verbalised as in training:
@@ -94,6 +96,8 @@ class Predictor:
         tasks: Task set to verbalise with (default: each run's ``config.yaml``).
         root: Data root (labels are read from the task's data, as in training).
         batch_size: Rows per generation batch (mixed tasks).
+        window: Rows read ahead and batched by output budget and task (default ``8 * batch_size``); 1 batch
+            keeps the file's order in its batches.
         max_length: Prompt token budget (as the data module's).
         max_new_tokens: Per task type, over the evaluation defaults.
         device: Torch device.
@@ -106,6 +110,7 @@ class Predictor:
         tasks: Any = None,
         root: str | None = None,
         batch_size: int = 16,
+        window: int | None = None,
         max_length: int = 1024,
         max_new_tokens: dict[str, int] | None = None,
         device: str = "cpu",
@@ -126,6 +131,7 @@ class Predictor:
         self.model, self.tokenizer = load_backbone(backbone or config.backbone)
         self.model.to(device).eval()
         self.device, self.batch_size = device, batch_size
+        self.window = max(window or 8 * batch_size, batch_size)
         self.encoder = PromptEncoder(self.tokenizer, max_length, min(64, max_length - 1))
         self.names = sorted(self.tasks)
         dtype = next(self.model.parameters()).dtype
@@ -173,7 +179,7 @@ class Predictor:
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
         task_ids = torch.tensor([self.names.index(t) for t, _ in batch], device=self.device)
-        budgets = [self.max_new_tokens[self.tasks[t].task_type] for t, _ in batch]
+        budgets = [self.budget(t) for t, _ in batch]
         out = generate(
             self.model,
             ids,
@@ -187,15 +193,29 @@ class Predictor:
         # greedy rows are independent: a row cut at its own task's budget is what that budget alone generates
         return [self.tokenizer.decode(seq[:n], skip_special_tokens=True) for seq, n in zip(out, budgets, strict=True)]
 
+    def budget(self, task: str) -> int:
+        """New tokens a row of ``task`` may generate (its task type's ``max_new_tokens``)."""
+        return self.max_new_tokens[self.tasks[task].task_type]
+
+    def _generate_window(self, rows: list[tuple[str, Record]]) -> list[str]:
+        """Texts of ``rows`` in their order, generated ``batch_size`` at a time, batched by budget and task."""
+        order = sorted(range(len(rows)), key=lambda i: (self.budget(rows[i][0]), rows[i][0]))  # stable
+        texts: list[str] = [""] * len(rows)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            for i, text in zip(chunk, self._generate([rows[i] for i in chunk]), strict=True):
+                texts[i] = text
+        return texts
+
     def predict_stream(self, lines: Iterable[str]) -> Iterator[tuple[int, dict]]:
-        """``(line number, output or {"error": ...})`` for each non-blank input line, in input order; up to
-        ``batch_size`` good rows (of any tasks) are generated together."""
+        """``(line number, output or {"error": ...})`` for each non-blank input line, in input order; rows are
+        read ``window`` good rows at a time and generated ``batch_size`` rows (of any tasks) together."""
         pending: list[tuple[int, Any]] = []  # (line, (task, record, id)) or (line, error message)
         good = 0
 
         def flush() -> Iterator[tuple[int, dict]]:
             rows = [item for _, item in pending if isinstance(item, tuple)]
-            texts = iter(self._generate([(task, record) for task, record, _ in rows]) if rows else [])
+            texts = iter(self._generate_window([(task, record) for task, record, _ in rows]))
             for line, item in pending:
                 if isinstance(item, str):
                     yield line, {"error": item}
@@ -218,7 +238,7 @@ class Predictor:
                 pending.append((n, f"line {n}: invalid JSON at column {err.colno}: {err.msg}"))
             except RequestError as err:
                 pending.append((n, f"line {n}: {err}"))
-            if good == self.batch_size:
+            if good == self.window:
                 yield from flush()
                 good = 0
         yield from flush()
@@ -261,12 +281,20 @@ def predict_main(argv: list[str]) -> int:
     parser.add_argument("--backbone", default=None)
     parser.add_argument("--root", default=None, help="data root (labels of each task, as in training)")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--window", type=int, default=None, help="rows batched by output budget (default 8 x batch)")
     parser.add_argument("--max-length", type=int, default=1024)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     try:
         predictor = Predictor(
-            args.adapter, args.backbone, None, args.root, args.batch_size, args.max_length, device=args.device
+            args.adapter,
+            args.backbone,
+            None,
+            args.root,
+            args.batch_size,
+            args.window,
+            args.max_length,
+            device=args.device,
         )
     except (ValueError, FileNotFoundError) as err:
         print(f"metaprompt predict: {err}", file=sys.stderr)

@@ -74,3 +74,21 @@ def test_mixed_batches_give_the_grouped_predictions(distilled, data_root):
         for out in mixed
         if out["task"] == "kqa_nli"
     )
+
+
+def test_a_window_is_batched_by_output_budget_and_answered_in_input_order(distilled, data_root):
+    predictor = Predictor(distilled, root=str(data_root), batch_size=2, window=6, max_length=96,
+                          max_new_tokens={"nli": 3, "qa": 9, "re": 5})  # fmt: skip
+    batches = []
+    generate = predictor._generate
+
+    def spy(batch):
+        batches.append([task for task, _ in batch])
+        return generate(batch)
+
+    predictor._generate = spy
+    requests = [REQUESTS[i % len(REQUESTS)] for i in (0, 1, 2, 0, 1, 2, 3)]  # nli qa re nli qa re | nli
+    outs = predictor.predict(requests)
+    assert [o["task"] for o in outs] == [r["task"] for r in requests]  # input order
+    # the first window (6 rows): 2 nli, then 2 re, then 2 qa (shortest budget first); the last row on its own
+    assert batches == [["kqa_nli", "kqa_nli"], ["gad", "gad"], ["medquad", "medquad"], ["kqa_nli"]]

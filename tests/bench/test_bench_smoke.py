@@ -69,3 +69,18 @@ def test_bench_smoke_writes_all_results(tmp_path):
     report = (tmp_path / "results.md").read_text()  # the markdown the README's Performance section copies
     assert "| `p2_step_over_forward` |" in report and "| no_fused_loss |" in report and "Machine:" in report
     assert "| `p8_decode_fraction_of_bound` |" in report and "| `metaprompt fit` |" in report
+
+
+@pytest.mark.slow
+def test_serving_bench_smoke_times_the_three_orders(tmp_path, data_root):
+    out = tmp_path / "serving.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.serving", "--smoke", "--root", str(data_root), "--out", str(out)],
+        cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert set(result["median_seconds"]) == {"mixed", "grouped", "mixed_no_window"}
+    assert all(len(v) == 2 and min(v) > 0 for v in result["seconds"].values())
+    assert result["rows"] == 20 and result["window"] == 8 * result["batch_size"]
+    assert result["met"] == (result["mixed_over_grouped_throughput"] >= 0.9)
