@@ -1,6 +1,7 @@
 """Identical after a kill: ``metaprompt fit`` killed (SIGKILL) five times — mid-epoch, at an epoch's end and
 while a checkpoint is being written — and resumed each time with ``--ckpt_path last`` ends with the adapter
-of the uninterrupted run, within 1e-6.
+of the uninterrupted run, within 1e-6; so does a run killed right after two epoch-end checkpoints (a resume
+from an epoch end left Lightning's epoch count one behind in the next checkpoint).
 
 LoRA on the tiny backbone, whose dropout draws from the global RNG: a resumed run must continue the loader's
 position in its epoch, the optimizer, the schedule and the random streams, or the adapters differ.
@@ -69,9 +70,22 @@ def adapter(root: Path) -> dict[str, torch.Tensor]:
     }
 
 
-def test_five_kills_and_resumes_end_with_the_uninterrupted_adapter(tmp_path, data_root):
-    straight = tmp_path / "straight"
-    subprocess.run(fit(straight, data_root), check=True, capture_output=True)
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, data_root) -> Path:
+    root = tmp_path_factory.mktemp("straight")
+    subprocess.run(fit(root, data_root), check=True, capture_output=True)
+    return root
+
+
+def assert_same_adapter(straight: Path, root: Path, resumed_from: list[int]) -> None:
+    expected, got = adapter(straight), adapter(root)
+    assert expected.keys() == got.keys()
+    for name, tensor in expected.items():
+        torch.testing.assert_close(got[name], tensor, atol=1e-6, rtol=0, msg=f"{name} (resumed from {resumed_from})")
+    assert any((t != 0).any() for k, t in expected.items() if "lora_B" in k)  # trained: B starts at zero
+
+
+def test_five_kills_and_resumes_end_with_the_uninterrupted_adapter(tmp_path, data_root, straight):
 
     root, log = tmp_path / "killed", tmp_path / "killed.log"
     last, part = root / "checkpoints" / "last.ckpt", root / "checkpoints" / "last.ckpt.part"
@@ -94,8 +108,32 @@ def test_five_kills_and_resumes_end_with_the_uninterrupted_adapter(tmp_path, dat
 
     print(f"resumed from the checkpoints at steps {resumed_from}")
     assert any(step % BATCHES for step in resumed_from), resumed_from  # some resume fell mid-epoch
-    expected, got = adapter(straight), adapter(root)
-    assert expected.keys() == got.keys()
-    for name, tensor in expected.items():
-        torch.testing.assert_close(got[name], tensor, atol=1e-6, rtol=0, msg=f"{name} (resumed from {resumed_from})")
-    assert any((t != 0).any() for k, t in expected.items() if "lora_B" in k)  # trained: B starts at zero
+    assert_same_adapter(straight, root, resumed_from)
+
+
+def test_two_resumes_from_epoch_ends_end_with_the_uninterrupted_adapter(tmp_path, data_root, straight):
+    root, log = tmp_path / "killed", tmp_path / "killed.log"
+    last, part = root / "checkpoints" / "last.ckpt", root / "checkpoints" / "last.ckpt.part"
+    for step in (8, 12):  # epoch ends (4 batches an epoch); the second written by a run resumed at the first
+        proc = start(fit(root, data_root), log, **{PAUSE_ENV: "0.5"})  # each checkpoint waits before its rename
+        while True:  # kill while the checkpoint at `step` waits, and put it in place: the kill lands at `step`
+            assert proc.poll() is None, log.read_text()[-3000:]
+            if part.is_file() and (got := loaded_step(part)) is not None and got >= step:
+                break
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if part.is_file():
+            os.replace(part, last)
+        assert checkpoint_step(last) == step
+    start(fit(root, data_root), log).wait()
+    assert checkpoint_step(last) == STEPS, log.read_text()[-3000:]
+    assert_same_adapter(straight, root, [8, 12])
+
+
+def loaded_step(path: Path) -> int | None:
+    """The checkpoint's step, or None while it is still being written."""
+    try:
+        return torch.load(path, weights_only=True)["global_step"]
+    except Exception:  # half-written
+        return None

@@ -97,3 +97,21 @@ class _SkipFirst:
         for _ in range(skip):
             next(indices, None)
         yield from indices
+
+
+def repair_epoch_progress(trainer) -> bool:
+    """Mark the running epoch as started when Lightning's resume left it unmarked; True if it did.
+
+    Lightning 2.6 resuming from a checkpoint taken at an epoch's last batch counts that epoch as finished
+    but starts the next one without incrementing ``epoch_progress`` ``ready``/``started`` (it still takes
+    the restart for mid-epoch, ``FitLoop.on_advance_start``). Every checkpoint of that epoch then says no
+    epoch is running, and a run resumed from one starts the finished epoch's index stream again (the
+    samplers get ``set_epoch(processed)``): twice resumed at epoch ends, an adapter 1e-3 off the
+    uninterrupted one. Called at each training batch's start, where a running epoch is always ``ready``.
+    """
+    progress = trainer.fit_loop.epoch_progress
+    if progress.current.ready > progress.current.processed:
+        return False
+    progress.increment_ready()
+    progress.increment_started()
+    return True

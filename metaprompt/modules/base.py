@@ -26,6 +26,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from metaprompt.backbones import load_backbone
+from metaprompt.data.resume import repair_epoch_progress
 from metaprompt.evaluation import EvalTasks, PredictionTable, TaskEvaluator
 from metaprompt.evaluation.args import EvalArgs
 from metaprompt.evaluation.examples import gather_rows, task_report, write_jsonl
@@ -277,6 +278,9 @@ class PromptModule(L.LightningModule):
         states, self._resumed_rng = self._resumed_rng, None
         if states is not None and self.trainer.ckpt_path:  # not a module merely loaded from a checkpoint
             set_rng_states(states)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        repair_epoch_progress(self.trainer)  # checkpoints of a resumed run's first epoch say it is running
 
     def on_test_start(self) -> None:  # zero-shot runs (test without fit) report their counts too
         self._log_parameter_counts()
