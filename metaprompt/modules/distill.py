@@ -184,6 +184,11 @@ class MultitaskDistillation(PromptModule):
             token_weights=student.token_weights,
         )
 
+    def _target_cut(self) -> int | None:
+        """The data module's ``max_train_target_tokens`` (training batches hold targets cut to it)."""
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        return getattr(getattr(dm, "hparams", None), "max_train_target_tokens", None)
+
     def teacher_cache_fingerprint(self) -> str:
         """What a teacher cache must have been built from to be reused (teacher prompts and settings)."""
         return TeacherCache.fingerprint(
@@ -194,6 +199,7 @@ class MultitaskDistillation(PromptModule):
             layers=self._hidden_layers(),
             tasks=list(self.task_names),
             dtype=self.backbone_dtype,
+            max_target_tokens=self._target_cut(),
         )
 
     def build_teacher_cache(self, folder: str | Path, rows) -> TeacherCache:
@@ -211,6 +217,7 @@ class MultitaskDistillation(PromptModule):
             hidden_layers=layers,
             hidden_size=self.hidden_size,
             dtype=self.backbone_dtype,
+            max_target_tokens=self._target_cut(),
         )
 
     def on_fit_start(self) -> None:

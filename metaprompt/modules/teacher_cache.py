@@ -175,6 +175,7 @@ def build_teacher_cache(
     hidden_size: int,
     dtype: torch.dtype,
     batch_size: int = 8,
+    max_target_tokens: int | None = None,
 ) -> TeacherCache:
     """Run the teacher once over ``rows`` and write the cache (see module docstring).
 
@@ -190,7 +191,11 @@ def build_teacher_cache(
         hidden_size: d.
         dtype: The backbone's dtype (hidden states are stored in it, so the cached MSE is exact).
         batch_size: Rows per teacher forward (rows are sorted by length to cut padding).
+        max_target_tokens: The training collator's cut of each row's target (the data module's
+            ``max_train_target_tokens``): rows are cached, and keyed, as training batches hold them.
     """
+    if max_target_tokens is not None:
+        rows = [{**r, "target_ids": list(r["target_ids"])[:max_target_tokens]} for r in rows]
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "meta.json").unlink(missing_ok=True)  # incomplete until the end

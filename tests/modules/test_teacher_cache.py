@@ -106,6 +106,22 @@ def test_row_missing_from_the_cache_is_a_clear_error(teacher_adapter, tmp_path):
         module.compute_loss(CausalLMCollator(module.tokenizer.pad_token_id)([unseen]))
 
 
+def test_rows_whose_target_training_cuts_are_cached_as_cut(teacher_adapter, tmp_path):
+    module = _student(teacher_adapter, teacher_cache_topk=49152, beta=0.5)
+    module._target_cut = lambda: 3  # the data module's max_train_target_tokens
+    rows = _rows()
+    assert any(len(r["target_ids"]) > 3 for r in rows)
+    batch = CausalLMCollator(module.tokenizer.pad_token_id, max_target_tokens=3)(rows)  # as training collates
+    online, _ = _loss_and_grad(module, batch)
+    module.teacher_cache = module.build_teacher_cache(tmp_path / "cache", rows)
+    cached, _ = _loss_and_grad(module, batch)  # every row found, the cut ones too
+    for key in ("loss", "kl", "mse"):
+        torch.testing.assert_close(cached[key], online[key], atol=1e-5, rtol=1e-4)
+    uncut = module.teacher_cache_fingerprint()
+    module._target_cut = lambda: None
+    assert module.teacher_cache_fingerprint() != uncut  # a cache built for another cut is rebuilt
+
+
 def test_row_keys_match_between_encoded_rows_and_padded_batches():
     rows = _rows()
     batch = CausalLMCollator(pad_token_id=2)(rows)
