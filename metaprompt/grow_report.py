@@ -96,6 +96,10 @@ def write_report(grower: Grower, results: dict[str, dict]) -> Path:
             + ".",
             "",
         ]
+        lines += [
+            f"- {role} − teacher: " + "; ".join(f"{t} {_diff(paired(run, teacher, t))}" for t in new) + "."
+            for role, run in systems
+        ] + [""]
     grow_s = sum(_seconds(results.get(r)) for r in ("teacher", "factors", "refined"))
     base_s = _base_seconds(grower.base, "teacher") + _base_seconds(grower.base, "distill")
     lines += [
