@@ -38,3 +38,15 @@ def test_readme_tables_agree_with_the_committed_cpu_results():
                 ]
                 == value
             ), (k, name)
+
+
+def test_readme_grow_tables_agree_with_the_committed_grow_results():
+    results = ROOT / "results" / "cpu" / "grow" / "results.md"
+    if not results.is_file():
+        pytest.skip("results/cpu/grow not committed in this checkout")
+    readme, md = (ROOT / "README.md").read_text(), results.read_text()
+    section = readme[readme.index("## Growing the metaprompt") :]
+    for heading in ("| task | original |", "| task | zero-shot | teacher |", "| what | wall time, min |"):
+        assert table_after(section, heading) == table_after(md, heading), heading
+    for line in re.findall(r"^- (?:refined|scratch) − original, mean .*$", md, re.M):
+        assert line in readme, line
