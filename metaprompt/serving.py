@@ -96,8 +96,8 @@ class Predictor:
         tasks: Task set to verbalise with (default: each run's ``config.yaml``).
         root: Data root (labels are read from the task's data, as in training).
         batch_size: Rows per generation batch (mixed tasks).
-        window: Rows read ahead and batched by output budget and task (default ``8 * batch_size``); 1 batch
-            keeps the file's order in its batches.
+        window: Rows read ahead and batched by output budget and task (default ``8 * batch_size``);
+            ``batch_size`` batches the rows in file order.
         max_length: Prompt token budget (as the data module's).
         max_new_tokens: Per task type, over the evaluation defaults.
         device: Torch device.
