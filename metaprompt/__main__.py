@@ -252,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()  # bars only on a terminal (metaprompt.progress)
     if argv[:1] == ["data"]:
         return data_main(argv[1:])
+    from metaprompt.errors import InputError
     from metaprompt.tasks.errors import DataFormatError, TaskDeclarationError
 
     try:
@@ -262,6 +263,12 @@ def main(argv: list[str] | None = None) -> int:
     except TaskDeclarationError as err:  # a typo key, a bad value, an unknown task in a task set
         print(f"metaprompt {(argv or ['run'])[0]}: task declaration error: {err}", file=sys.stderr)
         return 2
+    except InputError as err:  # a setting a stage rejects, an adapter that cannot be loaded or saved
+        print(f"metaprompt {(argv or ['run'])[0]}: {err}", file=sys.stderr)
+        return 2
+    except FloatingPointError as err:  # a diverged run: one line naming the step and tasks, not a traceback
+        print(f"metaprompt {(argv or ['run'])[0]}: {err}", file=sys.stderr)
+        return 1
 
 
 def _run_command(argv: list[str]) -> int:
@@ -294,11 +301,7 @@ def _run_command(argv: list[str]) -> int:
     if argv[:1] and argv[0] in ("fit", "validate", "test", "predict") or argv[:1] in (["--help"], ["-h"]):
         from metaprompt.cli import cli_main
 
-        try:
-            cli_main(argv)
-        except FloatingPointError as err:  # a diverged run: one line naming the step and tasks, not a traceback
-            print(f"metaprompt {argv[0]}: {err}", file=sys.stderr)
-            return 1
+        cli_main(argv)
         return 0
     print(__doc__, file=sys.stderr)
     return 2

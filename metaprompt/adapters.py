@@ -38,6 +38,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from metaprompt import __version__
+from metaprompt.errors import AdapterError
 
 __all__ = [
     "ADAPTER_KINDS",
@@ -220,8 +221,11 @@ def save_adapter(folder: str | os.PathLike, tensors: dict[str, torch.Tensor], co
     Returns:
         The folder as a ``Path``.
     """
-    check_tensors(tensors, config)
     folder = Path(folder)
+    try:
+        check_tensors(tensors, config)
+    except ValueError as error:
+        raise AdapterError(f"{folder}: refusing to save the adapter: {error}") from None
     folder.mkdir(parents=True, exist_ok=True)
     text = config.to_json()
     # Tensors first, JSON last: load cross-checks the two, so an interrupted overwrite is detected.
@@ -236,18 +240,18 @@ def _read_config(path: Path) -> AdapterConfig:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path.name}: not valid JSON ({error})") from None
+        raise AdapterError(f"{path}: not valid JSON ({error})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path.name}: expected a JSON object, got {type(data).__name__}")
+        raise AdapterError(f"{path}: expected a JSON object, got {type(data).__name__}")
     version = data.get("format_version")
     if version != FORMAT_VERSION:
-        raise ValueError(
-            f"{path.name}: unknown format_version {version!r} (this metaprompt {__version__} reads {FORMAT_VERSION})"
+        raise AdapterError(
+            f"{path}: unknown format_version {version!r} (this metaprompt {__version__} reads {FORMAT_VERSION})"
         )
     try:
         return AdapterConfig.from_dict(data)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"{path.name}: {error}") from None
+        raise AdapterError(f"{path}: {error}") from None
 
 
 def load_adapter(
@@ -274,9 +278,11 @@ def load_adapter(
     folder = Path(folder)
     config = _read_config(folder / CONFIG_FILE)
     if expect_kind is not None and config.kind != expect_kind:
-        raise ValueError(f"{CONFIG_FILE}: kind {config.kind!r} but expected {expect_kind!r}")
+        raise AdapterError(f"{folder / CONFIG_FILE}: kind {config.kind!r} but expected {expect_kind!r}")
     if hidden_size is not None and config.hidden_size != hidden_size:
-        raise ValueError(f"{CONFIG_FILE}: hidden_size {config.hidden_size} but the backbone has {hidden_size}")
+        raise AdapterError(
+            f"{folder / CONFIG_FILE}: hidden_size {config.hidden_size} but the backbone has {hidden_size}"
+        )
     if backbone is not None and config.backbone != backbone:
         warnings.warn(
             f"{CONFIG_FILE}: adapter trained on backbone {config.backbone!r}, loading onto {backbone!r}",
@@ -290,17 +296,17 @@ def load_adapter(
             metadata = reader.metadata() or {}
             tensors = {key: reader.get_tensor(key) for key in reader.keys()}
     except (SafetensorError, OSError) as error:
-        raise ValueError(f"{TENSOR_FILE}: not a readable safetensors file ({error})") from None
+        raise AdapterError(f"{tensor_path}: not a readable safetensors file ({error})") from None
     stored = metadata.get(_METADATA_KEY)
     if stored is not None and stored != config.to_json():
-        raise ValueError(
-            f"{TENSOR_FILE}: its embedded config differs from {CONFIG_FILE} (files from two saves? "
+        raise AdapterError(
+            f"{tensor_path}: its embedded config differs from {CONFIG_FILE} (files from two saves? "
             "an interrupted overwrite?)"
         )
     try:
         check_tensors(tensors, config)
     except ValueError as error:
-        raise ValueError(f"{tensor_path}: {error}") from None
+        raise AdapterError(f"{tensor_path}: {error}") from None
     return tensors, config
 
 

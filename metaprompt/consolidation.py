@@ -12,8 +12,8 @@ the stage's adapter modules on a backbone built on the meta device (no weights a
 state into them and calls the stage's own ``export_adapter``, so the file is exactly the one a
 single-device run would write. Nothing is unpickled beyond tensors and plain data (and the few DeepSpeed
 classes of :data:`ALLOWED_GLOBALS`): every ``.pt`` file is scanned first and loaded with
-``weights_only=True``, and the stage class a checkpoint names must be a metaprompt module. (A DCP folder's
-``.metadata`` is read by ``torch.distributed.checkpoint`` itself.)::
+``weights_only=True``, a DCP folder's ``.metadata`` is unpickled admitting only DCP's metadata classes,
+and the stage class a checkpoint names must be a metaprompt module::
 
     from metaprompt.consolidation import consolidate
     consolidate("runs/teacher/checkpoints/last.ckpt", "runs/teacher/adapter")
@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pickle
 import sys
-import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -93,14 +94,59 @@ def _read_deepspeed(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
     return state, meta
 
 
-def _read_dcp(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+_DCP_GLOBALS = {
+    ("torch", "Size"),
+    ("torch.serialization", "_get_layout"),
+    ("torch.distributed.checkpoint.filesystem", "_StorageInfo"),
+    ("pathlib", "PosixPath"),
+    ("pathlib", "WindowsPath"),
+    ("collections", "OrderedDict"),
+}
+"""What a ``torch.distributed.checkpoint`` ``.metadata`` pickle may name besides the classes of
+``torch.distributed.checkpoint.metadata`` and torch dtypes."""
 
-    with tempfile.TemporaryDirectory() as tmp:
-        dcp_to_torch_save(folder, Path(tmp) / "full.pt")
-        full = _torch_load(Path(tmp) / "full.pt")
+
+class _DcpMetadataUnpickler(pickle.Unpickler):
+    """Unpickles a DCP ``.metadata`` admitting only :data:`_DCP_GLOBALS`, DCP's metadata classes and dtypes
+    (torch reads it with a bare ``pickle.load``: a crafted file would run code)."""
+
+    def __init__(self, file, path: Path):
+        super().__init__(file)
+        self.path = path
+
+    def find_class(self, module: str, name: str) -> Any:
+        found = (
+            super().find_class(module, name) if module in ("torch", "torch.distributed.checkpoint.metadata") else None
+        )
+        if (module, name) in _DCP_GLOBALS or isinstance(found, torch.dtype):
+            return super().find_class(module, name)
+        if module == "torch.distributed.checkpoint.metadata" and isinstance(found, type):
+            return found
+        raise UnsafeCheckpointError(f"{self.path}: refusing to load: it pickles {module}.{name}")
+
+
+def _read_dcp(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The ``state_dict`` tensors of a DCP folder, read without torch's own unpickling of ``.metadata``
+    or of byte entries (only tensors, which DCP loads ``weights_only``)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.metadata import Metadata, TensorStorageMetadata
+
+    path = folder / ".metadata"
+    with open(path, "rb") as stream:
+        metadata = _DcpMetadataUnpickler(stream, path).load()
+    if not isinstance(metadata, Metadata):
+        raise UnsafeCheckpointError(f"{path}: not a torch.distributed.checkpoint metadata file")
+    paths = metadata.planner_data or {}
+    state: dict[str, torch.Tensor] = {}
+    for fqn, entry in metadata.state_dict_metadata.items():
+        keys = paths.get(fqn, tuple(fqn.split(".", 1)))
+        if keys[0] == "state_dict" and isinstance(entry, TensorStorageMetadata):
+            state[".".join(str(k) for k in keys[1:])] = torch.empty(entry.size, dtype=entry.properties.dtype)
+    with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
+        warnings.filterwarnings("ignore", message=".*single process", category=UserWarning)
+        dcp.load({"state_dict": state}, storage_reader=dcp.FileSystemReader(str(folder)), no_dist=True)
     meta = _torch_load(folder / "meta.pt") if (folder / "meta.pt").is_file() else {}
-    return full["state_dict"], meta
+    return state, meta
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -48,6 +48,7 @@ from jsonargparse import Namespace
 from metaprompt import compose
 from metaprompt.callbacks import ResumeCheckpoint
 from metaprompt.data import MultitaskDataModule
+from metaprompt.errors import SettingsError
 from metaprompt.evaluation.args import EvalArgs
 from metaprompt.modules import (
     LoRA,
@@ -351,7 +352,7 @@ class Pipeline:
         checks) fails now, not after the runs before it have trained.
 
         Raises:
-            ValueError: in one line, ``<run> (<stage> stage): <key>: <what is wrong>``.
+            SettingsError: in one line, ``<run> (<stage> stage): <key>: <what is wrong>``.
         """
         for run in runs:
             try:
@@ -360,7 +361,19 @@ class Pipeline:
                 getattr(importlib.import_module(module_path), name)(**plain["model"].get("init_args") or {})
                 MultitaskDataModule(**plain["data"])
             except (argparse.ArgumentError, TypeError, ValueError) as err:
-                raise ValueError(f"{run.name} ({run.stage} stage): {one_line(err)}") from None
+                raise SettingsError(f"{run.name} ({run.stage} stage): {one_line(err)}") from None
+
+    def check_data(self) -> None:
+        """Read every user-declared task of the sources and targets before the first run starts: a bad record
+        fails now, in one line naming its file and place, not after the teachers and the student have trained.
+        (The built-in datasets are read by the runs themselves and checked by ``metaprompt data stats``.)"""
+        from metaprompt.tasks.taskset import resolve_tasks
+
+        root = self.config.data.get("root")
+        for tasks in (self.config.sources, self.config.targets):
+            for spec in resolve_tasks(tasks, root):
+                if spec.format != "manifest":
+                    spec.load(root)
 
     # ----------------------------------------------------------------- what a run is
     def loggers(self, name: str, folder: Path) -> dict[str, Any] | list[dict[str, Any]]:
@@ -626,6 +639,7 @@ class Pipeline:
             name: self.runs_for_target(name, tasks)
             for name, tasks in task_arguments(self.config.targets, self.config.data.get("root"))
         }
+        self.check_data()
         self.check_runs([*sources, *(run for runs in targets.values() for run in runs.values())])
         for run in sources:
             self.execute(run)

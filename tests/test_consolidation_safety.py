@@ -45,3 +45,33 @@ def test_plain_checkpoints_load_with_weights_only(tmp_path):
     assert check_pickle(path) == []
     state, meta = read_checkpoint(path)
     assert state["prompt"].shape == (2, 3) and meta["hyper_parameters"] == {"lr": 0.1}
+
+
+def _dcp_folder(tmp_path):
+    import torch.distributed.checkpoint as dcp
+
+    folder = tmp_path / "dcp"
+    state = {"prompt.weight": torch.arange(6.0).reshape(2, 3), "factors.u": torch.ones(4, dtype=torch.bfloat16)}
+    with pytest.warns(UserWarning, match="single process"):
+        dcp.save({"state_dict": state, "global_step": 3}, checkpoint_id=str(folder), no_dist=True)
+    torch.save({"hyper_parameters": {"lr": 0.1}}, folder / "meta.pt")
+    return folder, state
+
+
+def test_a_dcp_folder_is_read_tensor_by_tensor(tmp_path):
+    folder, expected = _dcp_folder(tmp_path)
+    state, meta = read_checkpoint(folder)
+    assert state.keys() == expected.keys() and meta == {"hyper_parameters": {"lr": 0.1}}
+    for name, tensor in expected.items():
+        assert state[name].dtype == tensor.dtype and torch.equal(state[name], tensor)
+
+
+def test_a_dcp_metadata_pickle_that_runs_code_is_refused_before_it_runs(tmp_path):
+    import pickle
+
+    folder, _ = _dcp_folder(tmp_path)
+    marker = tmp_path / "pwned"
+    (folder / ".metadata").write_bytes(pickle.dumps(Payload(marker)))
+    with pytest.raises(UnsafeCheckpointError, match=r"\.metadata: refusing to load: it pickles posix.system"):
+        consolidate(folder, tmp_path / "out")
+    assert not marker.exists() and not (tmp_path / "out").exists()

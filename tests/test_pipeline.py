@@ -3,6 +3,8 @@ the data or an upstream stage changes."""
 
 from __future__ import annotations
 
+import re
+
 from metaprompt import compose
 from metaprompt.modules import LoRA, TeacherPromptTuning
 from metaprompt.pipeline import Pipeline, PipelineConfig, Stage
@@ -121,7 +123,9 @@ def test_pipeline_runs_a_user_declared_target_end_to_end(tmp_path, data_root, ca
     assert set(results) == {"my_pairs"} and set(results["my_pairs"]) == {"backbone zero-shot", "metaprompt adapted"}
     assert all(0 <= r["my_pairs/accuracy"] <= 1 for r in results["my_pairs"].values())
     assert (tmp_path / "out" / "targets" / "my_pairs" / "metaprompt_adapted" / "adapter").is_dir()
-    capsys.readouterr()
+    out = capsys.readouterr().out  # every training stage says its steps (not a TTY here: lines, not bars)
+    for stage in ("teacher", "distill", "my_pairs/metaprompt adapted"):
+        assert re.search(rf"\[pipeline\] {stage}: step 1/1 loss \d+\.\d+ \(\d+ s\)", out), stage
     Pipeline(config).run()
     assert capsys.readouterr().out.count("up to date, skipped") == 4
     (folder / "pairs.csv").write_text((folder / "pairs.csv").read_text().replace("afebrile", "not febrile"))

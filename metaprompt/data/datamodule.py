@@ -335,6 +335,15 @@ class MultitaskDataModule(L.LightningDataModule):
         rank_zero_info(
             f"[metaprompt] truncated prompts per task/split: {json.dumps({k: v for k, v in truncated.items() if v})}"
         )
+        for spec in self.specs:  # a split with nothing in it is said, not skipped silently
+            counts = {split: v["examples"] for split, v in self.report[spec.name].items()}
+            empty = [split for split, n in counts.items() if not n]
+            if empty:
+                shown = ", ".join(f"{split} {n}" for split, n in counts.items())
+                rank_zero_warn(
+                    f"[metaprompt] {spec.name}: no {' or '.join(empty)} records ({shown}): nothing of this task is "
+                    f"trained, validated or scored on {'them' if len(empty) > 1 else 'it'}"
+                )
         for spec in self.specs:  # the data the cut removes, said once per task (not an error: a choice to make)
             line = warning_line(spec.name, spec.task_type, hp.max_length, losses[spec.name], bool(spec.long_inputs))
             if line:

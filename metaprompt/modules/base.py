@@ -234,7 +234,7 @@ class PromptModule(L.LightningModule):
         self._batch_tasks = self._tasks_of(batch)
         if not torch.isfinite(losses["loss"].detach()).all():  # one sync per step: a NaN run must not go on
             raise FloatingPointError(
-                f"step {self.global_step}: the loss is {float(losses['loss'])} on a batch of {self._batch_tasks}: "
+                f"step {self.global_step}: the loss is {float(losses['loss'].detach())} on a batch of {self._batch_tasks}: "
                 "training diverged (a lower optim.lr? the data of those tasks?); the adapter was not exported"
             )
         self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=len(batch["task_ids"]))

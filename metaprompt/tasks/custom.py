@@ -45,7 +45,7 @@ from metaprompt.tasks.records import (
     RelationRecord,
     SummarizationRecord,
 )
-from metaprompt.tasks.splits import canonical_splits
+from metaprompt.tasks.splits import OFFICIAL_SPLITS, canonical_splits
 
 if TYPE_CHECKING:
     from metaprompt.tasks.taskset import TaskSpec
@@ -53,6 +53,14 @@ if TYPE_CHECKING:
 TABULAR = ("jsonl", "json", "csv", "tsv")
 STRUCTURED = ("conll", "iob", "squad", "brat", "bioc")  # metaprompt.tasks.user_formats
 FORMATS = (*TABULAR, *STRUCTURED, "hub")
+FIELDS = {
+    "ner": ("text", "entities"),
+    "re": ("text", "relations"),
+    "qa": ("question", "context", "options", "answer"),
+    "nli": ("premise", "hypothesis", "label"),
+    "summarization": ("source", "summary"),
+}
+"""The record fields of each task type: what ``columns:`` may map."""
 SKIPPED: dict[str, list[str]] = {}  # task -> "file: place: problem" of each record on_error: skip dropped
 
 
@@ -148,8 +156,16 @@ def _offset(value: Any, path: str, loc: str) -> int:
     return int(value)
 
 
+def _text(value: Any, path: str, loc: str, what: str) -> str:
+    """A text value: a string or a number; a list or mapping would silently become its repr."""
+    if isinstance(value, (dict, list, tuple, bool)):
+        raise DataFormatError(path, loc, f"{what} must be text, got {type(value).__name__} {value!r}")
+    return str(value)
+
+
 def _record(spec: TaskSpec, row: dict, uid: str, path: str, loc: str) -> Record:
     col = lambda f: spec.columns.get(f, f)  # noqa: E731
+    get_text = lambda f: _text(get(f), path, loc, f"field {f!r}")  # noqa: E731
 
     def get(f: str, required: bool = True) -> Any:
         # a column the declaration names (columns: {entities: spans}) must exist, even for an optional field,
@@ -166,11 +182,13 @@ def _record(spec: TaskSpec, row: dict, uid: str, path: str, loc: str) -> Record:
 
     t = spec.task_type
     if t == "ner":
-        text = str(get("text"))
+        text = get_text("text")
         ents = []
         for e in _list(get("entities", required=False), path, loc, "entities"):
             if not isinstance(e, dict) or "label" not in e or not ({"start", "end"} <= e.keys() or "text" in e):
                 raise DataFormatError(path, loc, f"an entity is {{start, end, label}} or {{text, label}}; got {e!r}")
+            if not _text(e["label"], path, loc, "an entity label").strip():
+                raise DataFormatError(path, loc, f"an entity with an empty label: {e!r}")
             if "start" in e and "end" in e:
                 s, en = _offset(e["start"], path, loc), _offset(e["end"], path, loc)
                 if not 0 <= s < en <= len(text):
@@ -179,11 +197,11 @@ def _record(spec: TaskSpec, row: dict, uid: str, path: str, loc: str) -> Record:
                     raise DataFormatError(
                         path, loc, f"entity text {e['text']!r} disagrees with offsets {s}-{en} ({text[s:en]!r})"
                     )
-                ents.append(Entity(s, en, str(e["label"]), text[s:en]))
+                ents.append(Entity(s, en, str(e["label"]).strip(), text[s:en]))
             else:
-                if not str(e["text"]).strip():
+                if not _text(e["text"], path, loc, "an entity's text").strip():
                     raise DataFormatError(path, loc, "an entity with empty text")
-                ents.append(Entity(-1, -1, str(e["label"]), str(e["text"])))
+                ents.append(Entity(-1, -1, str(e["label"]).strip(), str(e["text"])))
         return NerRecord(uid=uid, origin=f"{path}:{loc}", text=text, entities=tuple(ents))
     if t == "re":
         rels = []
@@ -193,13 +211,14 @@ def _record(spec: TaskSpec, row: dict, uid: str, path: str, loc: str) -> Record:
                 raise DataFormatError(
                     path, loc, f"a relation is {{head, relation, tail}} or [head, relation, tail]; got {r!r}"
                 )
-            rels.append(Relation(*(str(x) for x in triple)))
-        return RelationRecord(uid=uid, origin=f"{path}:{loc}", text=str(get("text")), relations=tuple(rels))
+            rels.append(Relation(*(_text(x, path, loc, "a relation's head, relation and tail") for x in triple)))
+        return RelationRecord(uid=uid, origin=f"{path}:{loc}", text=get_text("text"), relations=tuple(rels))
     if t == "qa":
         ans = get("answer")
-        answers = tuple(str(a) for a in (ans if isinstance(ans, list) else [ans]))
-        if not answers or any(a is None or not str(a).strip() for a in (ans if isinstance(ans, list) else [ans])):
+        given = ans if isinstance(ans, list) else [ans]
+        if not given or any(a is None or isinstance(a, (dict, list, bool)) or not str(a).strip() for a in given):
             raise DataFormatError(path, loc, f"every answer must be non-empty text; got {ans!r}")
+        answers = tuple(str(a) for a in given)
         opts = get("options", required=False)
         opts = tuple(str(o) for o in _list(opts, path, loc, "options")) if opts else None
         kind = (
@@ -210,25 +229,27 @@ def _record(spec: TaskSpec, row: dict, uid: str, path: str, loc: str) -> Record:
         return QaRecord(
             uid=uid,
             origin=f"{path}:{loc}",
-            question=str(get("question")),
-            context=get("context", required=False),
+            question=get_text("question"),
+            context=None
+            if get("context", required=False) is None
+            else _text(get("context", False), path, loc, "field 'context'"),
             options=opts,
             answers=answers,
             kind=kind,
         )
     if t == "nli":
-        label = str(get("label"))
+        label = get_text("label")
         if spec.labels and label not in spec.labels:
             raise DataFormatError(path, loc, f"unknown label {label!r}; declared labels are {list(spec.labels)}")
         return NliRecord(
             uid=uid,
             origin=f"{path}:{loc}",
-            premise=str(get("premise")),
-            hypothesis=str(get("hypothesis")),
+            premise=get_text("premise"),
+            hypothesis=get_text("hypothesis"),
             label=label,
             label_space=tuple(spec.labels),
         )
-    return SummarizationRecord(uid=uid, origin=f"{path}:{loc}", source=str(get("source")), summary=str(get("summary")))
+    return SummarizationRecord(uid=uid, origin=f"{path}:{loc}", source=get_text("source"), summary=get_text("summary"))
 
 
 def load_custom(spec: TaskSpec) -> dict[str, list[Record]]:
@@ -243,6 +264,24 @@ def load_custom(spec: TaskSpec) -> dict[str, list[Record]]:
         )
     if spec.format != "hub" and not spec.data_files:
         raise TaskDeclarationError(f"{spec.origin}: task {spec.name!r}: data_files is empty")
+    fields = FIELDS[spec.task_type]
+    unknown = sorted(set(spec.columns) - set(fields))
+    if unknown:  # columns: {contxt: passage} would otherwise read no context on every record
+        raise TaskDeclarationError(
+            f"{spec.origin}: task {spec.name!r}: columns maps unknown field(s) {unknown}; "
+            f"{spec.task_type} fields are {list(fields)}"
+        )
+    if spec.columns and spec.format in STRUCTURED:
+        raise TaskDeclarationError(
+            f"{spec.origin}: task {spec.name!r}: columns apply to {list(TABULAR)} and hub data; "
+            f"format {spec.format!r} has its own layout (options:)"
+        )
+    names = sorted(set(spec.data_files) - set(OFFICIAL_SPLITS))
+    if spec.format != "hub" and len(spec.data_files) > 1 and names:
+        raise TaskDeclarationError(
+            f"{spec.origin}: task {spec.name!r}: data_files split(s) {names} are not among {list(OFFICIAL_SPLITS)} "
+            "(one file alone, under any name, is partitioned 80/10/10)"
+        )
     skipped: list[DataFormatError] = []
 
     def on_error(err: DataFormatError) -> None:

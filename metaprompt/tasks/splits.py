@@ -25,6 +25,7 @@ import random
 import re
 from collections.abc import Callable, Sequence
 
+from metaprompt.tasks.errors import DataFormatError
 from metaprompt.tasks.records import Record
 
 CANONICAL = ("train", "validation", "test")
@@ -37,6 +38,8 @@ _OFFICIAL = {
     "test1": "test",
     "test2": "test",
 }
+OFFICIAL_SPLITS = tuple(_OFFICIAL)
+"""The split names a dataset's files may carry (besides a lone file under any name)."""
 _NCT = re.compile(r"NCT\d+")
 
 
@@ -93,7 +96,9 @@ def canonical_splits(dataset_id: str, original: dict[str, list[Record]]) -> dict
         return out
     for name, recs in original.items():
         if name not in _OFFICIAL:
-            raise ValueError(f"{dataset_id}: unknown original split {name!r}; known: {sorted(_OFFICIAL)}")
+            raise DataFormatError(
+                dataset_id, None, f"unknown split {name!r}; split names are {list(_OFFICIAL)} (or one split alone)"
+            )
         out[_OFFICIAL[name]].extend(recs)
     if not out["validation"] and out["train"]:
         n = len(out["train"])

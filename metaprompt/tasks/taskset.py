@@ -122,12 +122,15 @@ def _spec_from_entry(entry: Any, root: str | Path | None, where: str, base: Path
         return manifest_task(entry, root, where)
     if not isinstance(entry, dict) or "name" not in entry:
         raise TaskDeclarationError(f"{where}: a task is a manifest id or a mapping with at least 'name'; got {entry!r}")
+    unknown = set(entry) - set(TaskSpec.__dataclass_fields__) - {"origin"}
+    if unknown:
+        known = ", ".join(k for k in TaskSpec.__dataclass_fields__ if k != "origin")
+        raise TaskDeclarationError(
+            f"{where}: unknown key(s) {sorted(unknown)} in task {entry['name']!r}; known: {known}"
+        )
     if "task_type" not in entry:  # a manifest task with overrides (e.g. a custom instruction)
         base = manifest_task(entry["name"], root, where)
         return TaskSpec(**{**base.__dict__, **entry, "origin": where})
-    unknown = set(entry) - set(TaskSpec.__dataclass_fields__)
-    if unknown:
-        raise TaskDeclarationError(f"{where}: unknown key(s) {sorted(unknown)} in task {entry['name']!r}")
     labels = entry.get("labels", ())
     if not isinstance(labels, (list, tuple)) or not all(isinstance(x, (str, int)) and str(x).strip() for x in labels):
         raise TaskDeclarationError(

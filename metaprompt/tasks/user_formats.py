@@ -65,6 +65,12 @@ def options(spec: TaskSpec) -> dict[str, Any]:
     opts = {**OPTIONS[spec.format], **spec.options}
     if spec.format in ("conll", "iob") and opts["scheme"] not in SCHEMES:
         raise TaskDeclarationError(f"{where}: scheme {opts['scheme']!r} is not one of {list(SCHEMES)}")
+    if spec.format in ("conll", "iob") and (
+        isinstance(opts["tag_column"], bool) or not isinstance(opts["tag_column"], int)
+    ):
+        raise TaskDeclarationError(
+            f"{where}: tag_column is the tag's column number (0-based; -1: the last), not {opts['tag_column']!r}"
+        )
     return opts
 
 
@@ -134,7 +140,7 @@ def _conll(spec: TaskSpec, path: Path, opts: dict, on_error: OnError) -> list[Re
             broken = DataFormatError(path, lineno, f"expected a token and a tag, found {len(fields)} field(s)")
             continue
         try:
-            tag = fields[int(opts["tag_column"])]
+            tag = fields[opts["tag_column"]]
         except IndexError:
             broken = DataFormatError(path, lineno, f"no column {opts['tag_column']} ({len(fields)} fields)")
             continue
@@ -198,7 +204,12 @@ def _squad_record(para: Any, qa: Any, path: Path, where: str, no_answer: str) ->
                 raise DataFormatError(
                     path, f"{where} answers[{n}]", f"an answer is {{text, answer_start}}; got {ans!r}"
                 )
-            start, text = int(ans["answer_start"]), str(ans["text"])
+            start, text = ans["answer_start"], str(ans["text"])
+            start = int(start) if isinstance(start, str) and start.strip().isdigit() else start
+            if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+                raise DataFormatError(
+                    path, f"{where} answers[{n}]", f"answer_start must be a non-negative integer, got {start!r}"
+                )
             if context[start : start + len(text)] != text:
                 found = context[start : start + len(text)]
                 raise DataFormatError(

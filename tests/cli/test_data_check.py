@@ -16,7 +16,7 @@ def test_a_good_task_set_reads_and_a_bad_one_names_file_and_record(tmp_path, dat
     good.write_text((FIX / "tasks.yaml").read_text().replace("notes_ner.jsonl", str(FIX / "notes_ner.jsonl")))
     assert main(["data", "check", str(good), "--root", str(data_root)]) == 0
     out = capsys.readouterr().out
-    assert "my_notes_ner: ok (ner; train 4, validation 0, test 1)" in out or "my_notes_ner: ok (ner;" in out
+    assert "my_notes_ner: ok (ner; train 4, validation 0, test 1) (empty: validation)" in out  # said, not hidden
     assert "gad: ok (re;" in out and "2 of 2 tasks read without error" in out
     bad = tmp_path / "bad.yaml"
     bad.write_text(
@@ -59,9 +59,8 @@ def test_a_typo_in_a_task_declaration_during_fit_is_one_line_and_exit_2(tmp_path
     argv = fit_argv(tasks, tmp_path)
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert (
-        err[-1]
-        == f"metaprompt fit: task declaration error: {tasks}: tasks[0]: unknown key(s) ['colums'] in task 'mine'"
+    assert err[-1].startswith(
+        f"metaprompt fit: task declaration error: {tasks}: tasks[0]: unknown key(s) ['colums'] in task 'mine'; known: "
     )
     tasks.write_text("tasks:\n  - no_such_dataset\n")
     assert main(argv) == 2
