@@ -56,8 +56,9 @@ stats: install
 demo: install
 	$(VENV)/bin/metaprompt demo
 
-# The paper's comparison (metaprompt/reproduce.py), resumable: rerun to continue; TIME_BUDGET=MIN for a chunk.
-PRESET ?= smoke
+# The paper's comparison (metaprompt/reproduce.py; default preset cpu, ~9.5 h on 2 cores), resumable: rerun to
+# continue; TIME_BUDGET=MIN for a chunk; PRESET=smoke for the seconds-long one on the tiny backbone.
+PRESET ?= cpu
 reproduce: install
 	$(VENV)/bin/metaprompt reproduce -c lightning_configs/reproduce/$(PRESET).yaml $(if $(TIME_BUDGET),--time-budget $(TIME_BUDGET))
 

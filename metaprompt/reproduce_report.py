@@ -1,17 +1,17 @@
 """The reproduction's headline tables (results.md, before the ladder's per-rung tables).
 
-Per k: targets x systems, each cell the mean over seeds of the target's score (x100), and the average
-over targets; then each metaprompt system minus LoRA and minus prompt tuning, averaged over targets, with
+Per k: targets x systems, each cell the mean over seeds of the target's score (x100) with a 95% bootstrap
+interval (``mean_bootstrap``: the target's test examples resampled, the same draw for all seeds), and the
+average over targets with a stratified interval (each target's examples resampled on their own); then each metaprompt system minus LoRA and minus prompt tuning, averaged over targets, with
 a stratified paired bootstrap interval (``paired_mean_bootstrap``: each target's examples resampled on
 their own, seeds matched), the comparison the paper reports (+1.5-1.7 over LoRA, +6.1-6.6 over PT).
 """
 
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
 
-from metaprompt.evaluation.bootstrap import paired_mean_bootstrap
+from metaprompt.evaluation.bootstrap import mean_bootstrap, paired_mean_bootstrap
 from metaprompt.ladder_report import Run, _diff, k_order, primaries
 
 ZERO_SHOT = ("backbone zero-shot", "metaprompt zero-shot")
@@ -19,8 +19,13 @@ ADAPTED = ("metaprompt adapted", "metaprompt adapted + shared prompt", "prompt t
 BASELINES = ("LoRA", "prompt tuning")
 
 
-def _cell(values: list[float]) -> str:
-    return "-" if not values else f"{100 * statistics.fmean(values):.1f}"
+def _cell(runs: list[Run], tasks: list[str]) -> str:
+    """The mean over ``tasks`` of each one's score averaged over its seeds (x100) [95% CI]; "-" without runs."""
+    if not runs:
+        return "-"
+    by_task = [([r.rows(t) for r in runs if t in r.tasks()], t) for t in tasks]
+    iv = mean_bootstrap([(rows, primaries(t, rows[0])) for rows, t in by_task])
+    return f"{100 * iv.estimate:.1f} [{100 * iv.low:.1f}, {100 * iv.high:.1f}]"
 
 
 def comparison_lines(runs: list[Run]) -> list[str]:
@@ -30,26 +35,24 @@ def comparison_lines(runs: list[Run]) -> list[str]:
         return []
     tasks = sorted({t for r in targets for t in r.tasks()})
     get = {(r.system, r.k, r.seed, t): r for r in targets for t in r.tasks()}
-    scores = defaultdict(list)  # (system, k, task) -> the seeds' scores
+    by_cell = defaultdict(list)  # (system, k, task) -> the seeds' runs
     for (system, k, _, task), r in get.items():
-        scores[(system, k, task)].append(r.metrics[f"{task}/score"])
-    lines = ["## The comparison (targets; mean over seeds, x100)", ""]
+        by_cell[(system, k, task)].append(r)
+    lines = ["## The comparison (targets; mean over seeds, x100, 95% bootstrap intervals)", ""]
     for k in sorted({r.k for r in targets if r.k != 0}, key=k_order):
         systems = [s for s in (*ZERO_SHOT, *ADAPTED) if any(key[0] == s for key in get)]
         lines += [f"### k = {k}", "", "| target | " + " | ".join(systems) + " |", "|---|" + "---:|" * len(systems)]
-        columns: dict[str, list[float]] = {s: [] for s in systems}
+        columns: dict[str, list[Run]] = {s: [] for s in systems}
         complete = []
         for task in tasks:
-            cells = [scores.get((system, 0 if system in ZERO_SHOT else k, task), []) for system in systems]
+            cells = [by_cell.get((system, 0 if system in ZERO_SHOT else k, task), []) for system in systems]
             if all(cells):
                 complete.append(task)
-                for system, values in zip(systems, cells):
-                    columns[system].append(statistics.fmean(values))
-            lines.append(f"| {task} | " + " | ".join(_cell(c) for c in cells) + " |")
-        lines += [
-            f"| **average ({len(complete)} targets)** | " + " | ".join(_cell(columns[s]) for s in systems) + " |",
-            "",
-        ]
+                for system, runs_ in zip(systems, cells):
+                    columns[system] += runs_
+            lines.append(f"| {task} | " + " | ".join(_cell(c, [task]) for c in cells) + " |")
+        average = [_cell(columns[s], complete) if complete else "-" for s in systems]
+        lines += [f"| **average ({len(complete)} targets)** | " + " | ".join(average) + " |", ""]
         for system in ("metaprompt adapted", "metaprompt adapted + shared prompt"):
             for other in BASELINES:
                 per_task = []

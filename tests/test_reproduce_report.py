@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
+from metaprompt.evaluation.bootstrap import bootstrap_ci
 from metaprompt.ladder_report import Run
 from metaprompt.reproduce_report import comparison_lines
 
@@ -32,8 +34,23 @@ def test_the_table_averages_seeds_then_targets_and_the_differences_pair_seeds(tm
             runs.append(make_run(tmp_path, task, "LoRA", 16, seed, [1] * lora_right + [0] * (n - lora_right)))
     text = "\n".join(comparison_lines(runs))
     assert "| target | backbone zero-shot | metaprompt adapted | LoRA |" in text
-    assert "| t1 | 25.0 | 65.0 | 50.0 |" in text and "| t2 | 25.0 | 65.0 | 20.0 |" in text  # seeds 70/60 -> 65
-    assert "| **average (2 targets)** | 25.0 | 65.0 | 35.0 |" in text
+    table = {row.split(" | ")[0].strip("| *"): row for row in text.splitlines() if row.startswith("| ")}
+    cell = r"(\d+\.\d) \[(\d+\.\d), (\d+\.\d)\]"
+    for name, expected in (
+        ("t1", (25.0, 65.0, 50.0)),
+        ("t2", (25.0, 65.0, 20.0)),
+        ("average (2 targets)", (25.0, 65.0, 35.0)),
+    ):
+        cells = [tuple(map(float, c)) for c in re.findall(cell, table[name])]  # seeds 70/60 -> 65
+        assert [c[0] for c in cells] == list(expected), name
+        assert all(low <= est <= high and low < high for est, low, high in cells), name
+    # a one-run cell is that run's own interval; the average's stratified one is narrower than a target's
+    t1_zero = bootstrap_ci(runs[0].rows("t1"), {"nli": "accuracy"})
+    assert re.findall(cell, table["t1"])[0] == tuple(
+        f"{100 * v:.1f}" for v in (t1_zero.estimate, t1_zero.low, t1_zero.high)
+    )
+    width = lambda row: (lambda c: float(c[2]) - float(c[1]))(re.findall(cell, table[row])[1])  # noqa: E731
+    assert width("average (2 targets)") < width("t1")
     # metaprompt - LoRA: t1 (+20, +10) -> +15, t2 (+50, +40) -> +45; mean over targets +30
     line = next(line for line in text.splitlines() if line.startswith("- metaprompt adapted − LoRA:"))
     estimate, low, high = (

@@ -213,6 +213,37 @@ def _aligned(
     return list(rows_a), [by_uid[1][row["uid"]] for row in rows_a]
 
 
+def mean_bootstrap(
+    tasks: Sequence[tuple[Sequence[Sequence[Mapping[str, Any]]], Mapping[str, str]]],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> Interval:
+    """Interval of the mean over tasks of each task's score averaged over its runs (seeds): a cell of the
+    paper-style table (one task) or its average row (all targets).
+
+    Stratified like :func:`paired_mean_bootstrap`: every task's examples are drawn on their own, the same
+    draw for all runs of a task (its seeds share the test examples). One task with one run gives exactly
+    :func:`bootstrap_ci` of that run (same seed, the run's own row order).
+
+    Args:
+        tasks: Per task, ``(runs, primary)``: the rows of each run (joined by uid), ``primary`` kind -> metric.
+        n_resamples, seed, confidence: As in :func:`bootstrap_ci`.
+    """
+    if not tasks or any(not runs for runs, _ in tasks):
+        raise ValueError("mean_bootstrap: every task needs at least one run")
+    estimate, resampled, n = 0.0, np.zeros(n_resamples), 0
+    for i, (runs, primary) in enumerate(tasks):
+        aligned = [list(runs[0]), *(_aligned(runs[0], rows)[1] for rows in runs[1:])]
+        size = len(aligned[0])
+        ones, counts = np.ones((1, size)), resample_counts(size, n_resamples, seed + i)
+        for rows in aligned:
+            estimate += scores_for_counts(rows, primary, ones)[0] / len(aligned)
+            resampled += scores_for_counts(rows, primary, counts) / len(aligned)
+        n += size
+    return _interval(estimate / len(tasks), resampled / len(tasks), n, confidence)
+
+
 def paired_mean_bootstrap(
     tasks: Sequence[
         tuple[Sequence[tuple[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]]], Mapping[str, str]]
