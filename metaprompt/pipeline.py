@@ -34,6 +34,7 @@ import hashlib
 import importlib
 import inspect
 import json
+import os
 import re
 import shutil
 import time
@@ -104,8 +105,9 @@ class PipelineConfig:
         wandb: ``WandbLogger`` arguments (``project``, ``entity``, ``mode``, ``tags``, ...) to log every run to
             Weights & Biases beside its CSV log: one W&B run per pipeline run, named after it, all in one
             group (``group``, default the output folder's name), with its per-task metrics, macro score,
-            prediction table, hyperparameters and its adapter as an artifact (uploaded by ``wandb sync``
-            when offline). None: CSV logs only.
+            prediction table, resolved config and its adapter as an artifact. Offline unless ``mode`` (or
+            ``WANDB_MODE=online``) says otherwise: ``wandb sync <output_dir>/wandb/wandb/offline-run-*``
+            uploads later. The reproduction presets set ``wandb: {}``; None: CSV logs only.
         checkpoint_every: Steps between a training run's checkpoints (one device; 0: none), from which a killed
             pipeline resumes that run when rerun. Not part of a record's key: it does not change the result.
     """
@@ -277,14 +279,18 @@ def strategy_settings(strategy: str | None) -> dict[str, Any]:
     return trainer
 
 
-def finish_wandb(trainer, adapter: Path, name: str) -> None:
-    """Log the run's adapter folder as a W&B artifact and close its W&B run (so that the next pipeline run
-    starts its own); nothing without a W&B logger or off rank 0."""
+def finish_wandb(trainer, adapter: Path, name: str, config: dict[str, Any] | None = None) -> None:
+    """Log the run's resolved config (model, data and trainer settings, as its ``config.yaml``) and its adapter
+    folder as a W&B artifact, and close its W&B run (so that the next pipeline run starts its own); nothing
+    without a W&B logger or off rank 0."""
     from lightning.pytorch.loggers import WandbLogger
 
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger) and rank_zero():
             import wandb
+
+            if config is not None:  # Lightning logs the module's and data's hparams, not the trainer's
+                logger.experiment.config.update({"resolved": config}, allow_val_change=True)
 
             if adapter.is_dir():
                 artifact = wandb.Artifact("".join(c if c.isalnum() else "-" for c in name), type="adapter")
@@ -388,6 +394,8 @@ class Pipeline:
         args = {"project": "metaprompt", "save_dir": str(self.out / "wandb"), "log_model": False,
                 **self.config.wandb}  # fmt: skip
         args.setdefault("group", self.out.resolve().name)
+        if "mode" not in args and "offline" not in args:  # offline unless asked: `wandb sync <save_dir>` uploads later
+            args["offline"] = os.environ.get("WANDB_MODE", "offline") != "online"
         args.update(name=name, job_type=name.split("/")[1] if "/" in name else name)
         return [csv, {"class_path": "lightning.pytorch.loggers.WandbLogger", "init_args": args}]
 
@@ -525,7 +533,7 @@ class Pipeline:
                 result = {**result, **model.last_test_scores}
                 timing["eval_seconds"] = round(time.perf_counter() - tick, 1)
         result.update(used.result)
-        finish_wandb(trainer, run.folder / "adapter", run.name)
+        finish_wandb(trainer, run.folder / "adapter", run.name, compose.plain(config))
         if model.backbone is None:
             model.configure_model()
         result.update(model.parameter_counts())

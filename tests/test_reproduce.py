@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 
 import pytest
@@ -11,6 +12,8 @@ from safetensors.torch import load_file
 from metaprompt.__main__ import main, parse_ladder_config
 from metaprompt.backbones.presets import PRESETS
 from metaprompt.configs import CONFIG_DIR
+from metaprompt.evaluation.examples import read_predictions
+from metaprompt.pipeline import Pipeline
 from metaprompt.reproduce import PLUS_SHARED, ReproduceConfig, Reproduction
 
 pytestmark = pytest.mark.slow
@@ -22,11 +25,30 @@ def smoke(out, root, *extra):
     return ["reproduce", "-c", SMOKE, "--pipeline.output_dir", str(out), "--pipeline.data.root", str(root), *extra]
 
 
-def test_the_smoke_preset_runs_every_system_and_k_then_only_reports(tmp_path, data_root, capsys):
+def test_the_smoke_preset_runs_every_system_and_k_then_only_reports(tmp_path, data_root, capsys, monkeypatch):
     assert main(smoke(tmp_path, data_root, "--time-budget", "0")) == 3  # no time: nothing starts, rerun
     assert "time is up before sources/backbone zero-shot" in capsys.readouterr().out
     assert (tmp_path / "results.md").read_text().startswith("# Reproduction (PARTIAL")
-    assert main(smoke(tmp_path, data_root)) == 0
+    # a chunk: every run "takes" 2 of the budget's 5 minutes, so 3 runs start (at 0, 2, 4) and the 4th does not
+    execute = Pipeline.execute
+
+    def two_minutes(self, run):
+        result = execute(self, run)
+        self.started -= 120
+        return result
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Pipeline, "execute", two_minutes)
+        assert main(smoke(tmp_path, data_root, "--time-budget", "5")) == 3
+    out = capsys.readouterr().out
+    chunk = [line.split(": done in")[0] for line in out.splitlines() if ": done in" in line]
+    assert chunk == ["[pipeline] sources/backbone zero-shot", "[pipeline] teacher", "[pipeline] distill"], chunk
+    assert "time is up before " in out and "rerun to continue" in out
+    assert main(smoke(tmp_path, data_root)) == 0  # the rerun continues after the chunk's last finished run
+    out = capsys.readouterr().out
+    for name in ("sources/backbone zero-shot", "teacher", "distill"):
+        assert f"[pipeline] {name}: up to date, skipped" in out, name
+    assert out.count(": done in") == 31 - 3
     rows = list(csv.DictReader((tmp_path / "results.csv").open()))
     targets = {(r["task"], r["system"], r["k"], r["seed"]) for r in rows if r["role"] == "target"}
     systems = ("metaprompt adapted", PLUS_SHARED, "prompt tuning", "LoRA")
@@ -35,7 +57,13 @@ def test_the_smoke_preset_runs_every_system_and_k_then_only_reports(tmp_path, da
         for system in systems:
             assert {(task, system, "4", "0"), (task, system, "4", "1"), (task, system, "all", "0")} <= targets
     assert len(targets) == 2 * (2 + 4 * 3)
-    for r in rows:  # what each row measured and what it cost, from the run's record
+    for r in rows:  # what each row measured, with its interval and size, and what it cost, from the run's record
+        assert 0 <= float(r["ci_low"]) <= float(r["score"]) <= float(r["ci_high"]) <= 1 and int(r["n_test"]) > 0
+        assert (
+            int(r["trainable_params"]) > 0
+            and 0 < float(r["trainable_pct"]) < 100
+            or r["system"] == "backbone zero-shot"
+        )
         assert (r["task_type"], r["metric"]) == {"rqe": ("nli", "accuracy"), "head_qa": ("qa", "accuracy"),
                                                  "gad": ("re", "f1"), "kqa_nli": ("nli", "accuracy")}[r["task"]]  # fmt: skip
         assert r["eval_seconds"] != ""  # every row was scored (tenths of a second: may round to 0.0)
@@ -51,6 +79,13 @@ def test_the_smoke_preset_runs_every_system_and_k_then_only_reports(tmp_path, da
     for stage in ("teachers", "distillation (metaprompt)", "targets: LoRA", f"targets: {PLUS_SHARED}"):
         assert f"| {stage} | " in resources, stage
     assert "not recorded" not in resources and " runs)" not in resources  # no "(n of N runs)"
+    for row in resources.splitlines():  # each stage's energy, a number of Wh (estimated on CPU)
+        if row.startswith("| targets: ") or row.startswith("| teachers |"):
+            assert re.search(r"\| [\d,]+\.\d+ \(est\.\) \|$", row), row
+    for folder in {r.folder for r in Reproduction(parse_ladder_config(smoke(tmp_path, data_root)[1:],
+                                                                      cls=ReproduceConfig)[0]).plan()}:  # fmt: skip
+        assert read_predictions(folder), folder  # every run's per-example predictions, kept compressed
+        assert (folder / "predictions.jsonl.gz").is_file() and not (folder / "predictions.jsonl").exists(), folder
     assert "One-time cost of the metaprompt (teachers + distillation):" in resources
     for name in ("scores_by_target", "k_shot", "score_vs_params"):  # the figures, as PNG files
         png = (tmp_path / f"{name}.png").read_bytes()

@@ -11,7 +11,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
 def test_each_run_is_its_own_wandb_run_in_the_pipelines_group(tmp_path, data_root, monkeypatch):
-    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # offline is the pipeline's own default, not the Makefile's
     data = {"root": data_root, "max_eval_per_task": 4, "eval_batch_size": 2, "max_length": 96,
             "min_prompt_tokens": 16, "batch_size": 2}  # fmt: skip
     out = tmp_path / "my-reproduction"
@@ -29,4 +29,5 @@ def test_each_run_is_its_own_wandb_run_in_the_pipelines_group(tmp_path, data_roo
         assert b"my-reproduction" in logged and b"test/macro/score" in logged and b"test/rqe/ci_low" in logged
     assert b"rqe/prompt tuning/k4-s0" in first and b"test/predictions" in first  # its name, its table
     assert b"adapter.safetensors" in first and b"adapter.safetensors" not in second  # the trained adapter
+    assert b"resolved" in first and b"max_steps" in first  # the resolved config, the trainer's settings too
     assert (out / "pt" / "logs").is_dir() and (out / "z" / "logs").is_dir()  # CSV logs always

@@ -247,6 +247,15 @@ class MultitaskDataModule(L.LightningDataModule):
             hp, selection = self.hparams, {}
             for spec in self.specs:
                 splits = spec.load(self.root)
+                empty = [split for split, recs in splits.items() if not recs]
+                if (
+                    empty
+                ):  # a split with nothing in it (a small file's 80/10/10 partition) is said, not skipped silently
+                    shown = ", ".join(f"{split} {len(recs)}" for split, recs in splits.items())
+                    rank_zero_warn(
+                        f"[metaprompt] {spec.name}: no {' or '.join(empty)} records ({shown}): nothing of this task "
+                        f"is trained, validated or scored on {'them' if len(empty) > 1 else 'it'}"
+                    )
                 self.verbalizers[spec.name] = get_verbalizer(
                     spec.task_type,
                     spec.labels or label_set(r for recs in splits.values() for r in recs),
@@ -335,15 +344,6 @@ class MultitaskDataModule(L.LightningDataModule):
         rank_zero_info(
             f"[metaprompt] truncated prompts per task/split: {json.dumps({k: v for k, v in truncated.items() if v})}"
         )
-        for spec in self.specs:  # a split with nothing in it is said, not skipped silently
-            counts = {split: v["examples"] for split, v in self.report[spec.name].items()}
-            empty = [split for split, n in counts.items() if not n]
-            if empty:
-                shown = ", ".join(f"{split} {n}" for split, n in counts.items())
-                rank_zero_warn(
-                    f"[metaprompt] {spec.name}: no {' or '.join(empty)} records ({shown}): nothing of this task is "
-                    f"trained, validated or scored on {'them' if len(empty) > 1 else 'it'}"
-                )
         for spec in self.specs:  # the data the cut removes, said once per task (not an error: a choice to make)
             line = warning_line(spec.name, spec.task_type, hp.max_length, losses[spec.name], bool(spec.long_inputs))
             if line:

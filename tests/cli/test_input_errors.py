@@ -4,6 +4,7 @@ distillation; a split left empty is said."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,7 @@ def test_a_split_left_empty_is_said_when_a_run_reads_it(tmp_path, capsys):
     with pytest.warns(UserWarning, match=r"\[metaprompt\] tiny: no validation records \(train 4, validation 0, "
                                          r"test 1\): nothing of this task is trained, validated or scored on it"):  # fmt: skip
         dm.setup("fit")
+    zero_shot = MultitaskDataModule(tasks=[decl], backbone="tiny-llama", max_length=96, min_prompt_tokens=16, k_shot=0)
+    with warnings.catch_warnings():  # a zero-shot run serves no training rows by design: nothing to say of train
+        warnings.filterwarnings("error", message=r".*no train")
+        zero_shot.setup("test")

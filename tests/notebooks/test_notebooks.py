@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,5 +36,7 @@ def test_notebook_runs(notebook, tmp_path, data_root):
         "03_analysis": "metaprompt analysis: 2 targets",
     }
     assert expected.get(notebook.stem, "metaprompt") in out.stdout  # quickstart: the adapter kind
+    if notebook.stem == "quickstart":  # the corrected evaluation: ranked label scoring, fixed sample, interval
+        assert re.search(r"rqe zero-shot: \d+\.\d \[\d+\.\d, \d+\.\d\], n = 8, scoring: ranked", out.stdout), out.stdout
     if notebook.stem == "02_results":
         assert "## The comparison" in out.stdout and "metaprompt adapted + shared prompt" in out.stdout
