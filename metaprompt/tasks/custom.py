@@ -292,10 +292,16 @@ def load_custom(spec: TaskSpec) -> dict[str, list[Record]]:
     original: dict[str, list[Record]] = {}
     if spec.format == "hub":
         for split, ds in _hub(spec).items():
-            where = f"{spec.data_files['hub']}[{split}]"
-            original[split] = [
-                _record(spec, row, f"{spec.name}/{split}/{i}", where, f"record {i + 1}") for i, row in enumerate(ds)
-            ]
+            where, original[split] = f"{spec.data_files['hub']}[{split}]", []
+            for i, row in enumerate(ds):
+                try:
+                    uid = f"{spec.name}/{split}/{len(original[split])}"
+                    original[split].append(_record(spec, row, uid, where, f"record {i + 1}"))
+                except DataFormatError as err:
+                    on_error(err)
+            if not original[split]:
+                why = f"; all {len(skipped)} skipped as bad (on_error: skip)" if skipped else ""
+                raise DataFormatError(where, None, f"no records (task {spec.name!r}, split {split!r}){why}")
     for split, file in ({} if spec.format == "hub" else spec.data_files).items():
         path = Path(file)
         if spec.format in STRUCTURED:

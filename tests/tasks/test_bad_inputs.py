@@ -97,3 +97,29 @@ def test_on_error_skip_drops_a_whole_conll_sentence(tmp_path):
         f"{data}: line 5: tag 'I-Dose' does not continue an entity (previous 'O'); "
         "declare options: {scheme: iob1} if an I- tag may open an entity"
     ]
+
+
+def test_on_error_skip_applies_to_hub_rows_too(monkeypatch, capsys):
+    from metaprompt.tasks import custom
+
+    rows = [
+        {"question": "Dose?", "answer": "5 mg"},
+        {"question": "Route?", "answer": []},
+        {"question": "When?", "answer": "daily"},
+    ]
+    monkeypatch.setattr(custom, "_hub", lambda spec: {"train": rows})
+    decl = {
+        "name": "hubby",
+        "task_type": "qa",
+        "format": "hub",
+        "data_files": {"hub": "someone/qa"},
+        "on_error": "skip",
+    }
+    kept = [r for recs in resolve_tasks([decl])[0].load().values() for r in recs]
+    assert sorted(r.question for r in kept) == ["Dose?", "When?"]
+    assert (
+        "task hubby: skipped 1 of 3 records (on_error: skip): someone/qa[train]: record 2: every answer"
+        in capsys.readouterr().err
+    )
+    with pytest.raises(DataFormatError, match=r"someone/qa\[train\]: record 2: every answer must be non-empty text"):
+        resolve_tasks([{**decl, "name": "hubstrict", "on_error": "raise"}])[0].load()
