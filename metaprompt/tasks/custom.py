@@ -290,6 +290,11 @@ def load_custom(spec: TaskSpec) -> dict[str, list[Record]]:
         skipped.append(err)
 
     original: dict[str, list[Record]] = {}
+
+    def not_empty(where: str | Path, split: str) -> None:  # an empty split would silently train or score on nothing
+        if not original[split]:
+            why = f"; all {len(skipped)} skipped as bad (on_error: skip)" if skipped else ""
+            raise DataFormatError(where, None, f"no records (task {spec.name!r}, split {split!r}){why}")
     if spec.format == "hub":
         for split, ds in _hub(spec).items():
             where, original[split] = f"{spec.data_files['hub']}[{split}]", []
@@ -299,9 +304,7 @@ def load_custom(spec: TaskSpec) -> dict[str, list[Record]]:
                     original[split].append(_record(spec, row, uid, where, f"record {i + 1}"))
                 except DataFormatError as err:
                     on_error(err)
-            if not original[split]:
-                why = f"; all {len(skipped)} skipped as bad (on_error: skip)" if skipped else ""
-                raise DataFormatError(where, None, f"no records (task {spec.name!r}, split {split!r}){why}")
+            not_empty(where, split)
     for split, file in ({} if spec.format == "hub" else spec.data_files).items():
         path = Path(file)
         if spec.format in STRUCTURED:
@@ -316,9 +319,7 @@ def load_custom(spec: TaskSpec) -> dict[str, list[Record]]:
                     original[split].append(_record(spec, row, uid, str(path), place))
                 except DataFormatError as err:
                     on_error(err)
-        if not original[split]:  # an empty split would silently train or score on nothing
-            why = f"; all {len(skipped)} skipped as bad (on_error: skip)" if skipped else ""
-            raise DataFormatError(path, None, f"no records (task {spec.name!r}, split {split!r}){why}")
+        not_empty(path, split)
     if skipped:
         SKIPPED[spec.name] = [str(e) for e in skipped]
         total = len(skipped) + sum(len(r) for r in original.values())
