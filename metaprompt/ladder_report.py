@@ -182,6 +182,7 @@ def source_tables(runs: list[Run]) -> list[str]:
     lines.append(f"Teachers beating zero-shot (paired 95% interval above 0): {len(beat)}/{len(tasks)}"
                  f"{' (' + ', '.join(beat) + ')' if beat else ''}; mean teacher gain over all sources "
                  f"{100 * statistics.fmean(gains_t):+.1f} points.")  # fmt: skip
+    lines += _empty_answers([r for r in (teacher, student) if r is not None], tasks)
     if gains_s and beat:
         on = [i for i, t in enumerate(tasks) if t in beat]
         mean_t, mean_s = (statistics.fmean(g[i] for i in on) for g in (gains_t, gains_s))
@@ -189,6 +190,20 @@ def source_tables(runs: list[Run]) -> list[str]:
                      f"{100 * mean_t:+.1f} points = {100 * mean_s / mean_t:.0f}% kept (target: >= 80%); over all "
                      f"sources {100 * statistics.fmean(gains_s):+.1f}.")  # fmt: skip
     return lines + [""]
+
+
+def _empty_answers(runs: list[Run], tasks: list[str]) -> list[str]:
+    """How often each run answered an entity or relation source with nothing (an empty list): the student's
+    usual failure when its distillation is too short (it learns "none" before the spans)."""
+    spans = [t for t in tasks if (rows := runs[0].rows(t)) and rows[0]["kind"] in ("ner", "re")]
+    if not spans:
+        return []
+    counts = []
+    for task in spans:
+        empty = [sum(not r["prediction"] for r in run.rows(task)) for run in runs]
+        counts.append(f"{task} {' → '.join(map(str, empty))}/{len(runs[0].rows(task))}")
+    return [f"Empty answers on the entity/relation sources ({' → '.join(r.system for r in runs)}): "
+            f"{', '.join(counts)}."]  # fmt: skip
 
 
 def _mean_sd(values: list[float]) -> str:
@@ -242,7 +257,7 @@ def ablation_tables(runs: list[Run]) -> list[str]:
         {r.system for r in runs if r.role == "target" and r.system.startswith(full + " ") and r.system not in extra}
     )
     if not ablated:
-        return ["(no ablation runs yet)", ""]
+        return ["(no ablation runs: the config sets no `ablations`, or they have not run yet)", ""]
     ks = sorted({r.k for r in runs if r.system in ablated}, key=k_order)
     lines = [
         "| target | k | variant | seeds | score (mean ± sd) | full metaprompt (mean ± sd) | variant − full, per seed [paired 95% CI] |",

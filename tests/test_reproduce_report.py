@@ -59,3 +59,23 @@ def test_the_table_averages_seeds_then_targets_and_the_differences_pair_seeds(tm
     assert estimate == pytest.approx(30.0) and 0 < low < 30 < high
     assert "prompt tuning" not in text  # no such runs: no column, no difference
     assert comparison_lines([r for r in runs if r.k == 0 and r.system == "x"]) == []
+
+
+def test_the_sources_say_how_often_teacher_and_student_answered_nothing(tmp_path):
+    from metaprompt.ladder_report import _empty_answers
+
+    def ner_run(system, predictions):
+        folder = tmp_path / system
+        folder.mkdir()
+        rows = [{"uid": f"s/{i}", "task": "bc5", "kind": "ner", "prediction": p, "stats": {"tp": 0, "fp": len(p), "fn": 1}}
+                for i, p in enumerate(predictions)]  # fmt: skip
+        (folder / "predictions.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+        (folder / "metrics.json").write_text(json.dumps({"bc5/score": 0.0}))
+        return Run("source", system, 0, 0, folder)
+
+    teacher = ner_run("teacher", [[["aspirin", "Chemical"]], [], [["insulin", "Chemical"]]])
+    student = ner_run("student", [[], [], [["insulin", "Chemical"]]])
+    assert _empty_answers([teacher, student], ["bc5"]) == [
+        "Empty answers on the entity/relation sources (teacher → student): bc5 1 → 2/3."
+    ]
+    assert _empty_answers([make_run(tmp_path, "rqe", "teacher", 0, 0, [1, 0])], ["rqe"]) == []  # labels: not asked
