@@ -295,6 +295,7 @@ def load_custom(spec: TaskSpec) -> dict[str, list[Record]]:
         if not original[split]:
             why = f"; all {len(skipped)} skipped as bad (on_error: skip)" if skipped else ""
             raise DataFormatError(where, None, f"no records (task {spec.name!r}, split {split!r}){why}")
+
     if spec.format == "hub":
         for split, ds in _hub(spec).items():
             where, original[split] = f"{spec.data_files['hub']}[{split}]", []
