@@ -171,3 +171,12 @@ def test_fit_builds_the_cache_under_the_run_folder_once(data_root, tmp_path):
     built = meta.stat().st_mtime_ns
     fit()  # same teachers and settings: the cache is reused, not rebuilt
     assert meta.stat().st_mtime_ns == built
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_building_the_cache_shows_a_bar_only_on_a_terminal(teacher_adapter, tmp_path, capfd, monkeypatch, terminal):
+    monkeypatch.setenv("METAPROMPT_PROGRESS", "1" if terminal else "0")
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    _student(teacher_adapter).build_teacher_cache(tmp_path / "cache", _rows(3))
+    err = capfd.readouterr().err
+    assert ("teacher cache" in err) == terminal, err
