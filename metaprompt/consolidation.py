@@ -101,41 +101,53 @@ _DCP_GLOBALS = {
     ("pathlib", "PosixPath"),
     ("pathlib", "WindowsPath"),
     ("collections", "OrderedDict"),
+    *(
+        ("torch.distributed.checkpoint.metadata", name)
+        for name in ("Metadata", "TensorStorageMetadata", "BytesStorageMetadata", "ChunkStorageMetadata",
+                     "TensorProperties", "MetadataIndex", "StorageMeta", "_MEM_FORMAT_ENCODING")
+    ),  # fmt: skip
 }
-"""What a ``torch.distributed.checkpoint`` ``.metadata`` pickle may name besides the classes of
-``torch.distributed.checkpoint.metadata`` and torch dtypes."""
+"""What a ``torch.distributed.checkpoint`` ``.metadata`` pickle may name besides torch dtypes."""
 
 
 class _DcpMetadataUnpickler(pickle.Unpickler):
-    """Unpickles a DCP ``.metadata`` admitting only :data:`_DCP_GLOBALS`, DCP's metadata classes and dtypes
-    (torch reads it with a bare ``pickle.load``: a crafted file would run code)."""
+    """Unpickles a DCP ``.metadata`` admitting only :data:`_DCP_GLOBALS` and torch dtypes, by exact name
+    (torch reads it with a bare ``pickle.load``: a crafted file would run code). A dotted name (protocol 4
+    walks attributes: ``torch.ctypes.CDLL``) is refused."""
 
     def __init__(self, file, path: Path):
         super().__init__(file)
         self.path = path
 
     def find_class(self, module: str, name: str) -> Any:
-        found = (
-            super().find_class(module, name) if module in ("torch", "torch.distributed.checkpoint.metadata") else None
-        )
-        if (module, name) in _DCP_GLOBALS or isinstance(found, torch.dtype):
-            return super().find_class(module, name)
-        if module == "torch.distributed.checkpoint.metadata" and isinstance(found, type):
-            return found
+        if "." not in name:
+            if (module, name) in _DCP_GLOBALS:
+                return super().find_class(module, name)
+            if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
+                return getattr(torch, name)
         raise UnsafeCheckpointError(f"{self.path}: refusing to load: it pickles {module}.{name}")
 
 
 def _read_dcp(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The ``state_dict`` tensors of a DCP folder, read without torch's own unpickling of ``.metadata``
-    or of byte entries (only tensors, which DCP loads ``weights_only``)."""
+    """The ``state_dict`` tensors of a DCP folder: ``.metadata`` read once, by the restricted unpickler (DCP's
+    own reader is handed that object instead of unpickling the file again), and only tensors loaded (which
+    DCP reads ``weights_only``), no byte entries."""
     import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.metadata import Metadata, TensorStorageMetadata
+    from torch.distributed.checkpoint.metadata import Metadata, StorageMeta, TensorStorageMetadata
 
     path = folder / ".metadata"
     with open(path, "rb") as stream:
         metadata = _DcpMetadataUnpickler(stream, path).load()
     if not isinstance(metadata, Metadata):
         raise UnsafeCheckpointError(f"{path}: not a torch.distributed.checkpoint metadata file")
+
+    class CheckedReader(dcp.FileSystemReader):
+        def read_metadata(self, *args: Any, **kwargs: Any) -> Metadata:  # as torch's, minus its pickle.load
+            if getattr(metadata, "storage_meta", None) is None:
+                metadata.storage_meta = StorageMeta()
+            metadata.storage_meta.load_id = self.load_id
+            return metadata
+
     paths = metadata.planner_data or {}
     state: dict[str, torch.Tensor] = {}
     for fqn, entry in metadata.state_dict_metadata.items():
@@ -144,7 +156,7 @@ def _read_dcp(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
             state[".".join(str(k) for k in keys[1:])] = torch.empty(entry.size, dtype=entry.properties.dtype)
     with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
         warnings.filterwarnings("ignore", message=".*single process", category=UserWarning)
-        dcp.load({"state_dict": state}, storage_reader=dcp.FileSystemReader(str(folder)), no_dist=True)
+        dcp.load({"state_dict": state}, storage_reader=CheckedReader(str(folder)), no_dist=True)
     meta = _torch_load(folder / "meta.pt") if (folder / "meta.pt").is_file() else {}
     return state, meta
 

@@ -75,3 +75,28 @@ def test_a_dcp_metadata_pickle_that_runs_code_is_refused_before_it_runs(tmp_path
     with pytest.raises(UnsafeCheckpointError, match=r"\.metadata: refusing to load: it pickles posix.system"):
         consolidate(folder, tmp_path / "out")
     assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def _stack_global_payload(module: str, name: str, command: str) -> bytes:
+    """A protocol-4 pickle calling ``module``'s attribute path ``name`` (dotted: pickle walks it) on ``command``."""
+    text = lambda s: b"\x8c" + bytes([len(s.encode())]) + s.encode()  # noqa: E731  SHORT_BINUNICODE
+    return b"\x80\x04" + text(module) + text(name) + b"\x93" + text(command) + b"\x85R."  # STACK_GLOBAL, TUPLE1, REDUCE
+
+
+def test_a_dotted_global_reaching_past_the_allowed_module_is_refused(tmp_path):
+    import pickle
+
+    live, marker = tmp_path / "live", tmp_path / "pwned"
+    payload = _stack_global_payload("torch.distributed.checkpoint.metadata", "os.system", f"touch {live}")
+    pickle.loads(payload)  # the payload is real: unrestricted, it runs
+    assert live.exists()
+    folder, _ = _dcp_folder(tmp_path)
+    (folder / ".metadata").write_bytes(
+        _stack_global_payload("torch.distributed.checkpoint.metadata", "os.system", f"touch {marker}")
+    )
+    with pytest.raises(
+        UnsafeCheckpointError,
+        match=r"refusing to load: it pickles torch\.distributed\.checkpoint\.metadata\.os\.system",
+    ):
+        consolidate(folder, tmp_path / "out")
+    assert not marker.exists()
