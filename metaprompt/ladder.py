@@ -29,10 +29,21 @@ from pathlib import Path
 from typing import Any
 
 from metaprompt.compose import merge
+from metaprompt.errors import SettingsError
 from metaprompt.evaluation.examples import compact_predictions
 from metaprompt.ladder_report import k_order
 from metaprompt.modules import MultitaskDistillation
-from metaprompt.pipeline import Pipeline, PipelineConfig, Run, Stage, check_settings, rank_zero, strategy_settings
+from metaprompt.pipeline import (
+    Pipeline,
+    PipelineConfig,
+    Run,
+    Stage,
+    check_settings,
+    one_line,
+    rank_zero,
+    strategy_settings,
+)
+from metaprompt.tasks.errors import DataFormatError, TaskDeclarationError
 
 SOURCES_ON_VALIDATION = {"test_split": "validation"}  # rungs a and b: sources scored on their validation split
 
@@ -138,8 +149,10 @@ class Ladder(Pipeline):
             for run in self.plan():
                 try:
                     self.execute(run)
-                except Exception as err:  # a run that cannot even be configured: say which
-                    raise ValueError(f"{self.out}: run {run.name!r} cannot be set up: {err}") from err
+                except (DataFormatError, TaskDeclarationError):  # bad data names its own file and place
+                    raise
+                except Exception as err:  # a run that cannot even be configured: say which, in one line
+                    raise SettingsError(f"{self.out}: run {run.name!r} cannot be set up: {one_line(err)}") from err
             return self._current
         finally:
             self._current = None

@@ -120,3 +120,19 @@ def test_a_split_left_empty_is_said_when_a_run_reads_it(tmp_path, capsys):
     with warnings.catch_warnings():  # a zero-shot run serves no training rows by design: nothing to say of train
         warnings.filterwarnings("error", message=r".*no train")
         zero_shot.setup("test")
+
+
+def test_bad_records_in_a_reproductions_user_target_are_one_line_before_any_run(tmp_path, data_root, capsys):
+    targets = tmp_path / "targets.yaml"
+    targets.write_text(
+        "tasks:\n  - {name: mine, task_type: ner, role: target, format: jsonl, "
+        f"data_files: {{train: {FIX / 'ner_text_offsets.jsonl'}}}, columns: {{text: note, entities: spans}}}}\n"
+    )
+    argv = ["reproduce", "-c", "lightning_configs/reproduce/smoke.yaml", "--pipeline.output_dir", str(tmp_path / "out"),
+            "--pipeline.data.root", str(data_root), "--pipeline.targets", str(targets)]  # fmt: skip
+    assert main(argv) == 2
+    line = last_line(capsys)
+    assert (
+        line.startswith("metaprompt reproduce: data error: ") and "ner_text_offsets.jsonl: line 1: entity text" in line
+    )
+    assert not (tmp_path / "out" / "teacher").exists()
