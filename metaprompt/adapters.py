@@ -38,7 +38,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from metaprompt import __version__
-from metaprompt.errors import AdapterError
+from metaprompt.errors import AdapterError, AdapterNotFoundError
 
 __all__ = [
     "ADAPTER_KINDS",
@@ -236,7 +236,7 @@ def save_adapter(folder: str | os.PathLike, tensors: dict[str, torch.Tensor], co
 
 def _read_config(path: Path) -> AdapterConfig:
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found (expected a folder written by save_adapter)")
+        raise AdapterNotFoundError(f"{path}: not found (expected a folder written by save_adapter)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -290,7 +290,7 @@ def load_adapter(
         )
     tensor_path = folder / TENSOR_FILE
     if not tensor_path.is_file():
-        raise FileNotFoundError(f"{tensor_path}: not found (the folder has {CONFIG_FILE} but no tensors)")
+        raise AdapterNotFoundError(f"{tensor_path}: not found (the folder has {CONFIG_FILE} but no tensors)")
     try:
         with safe_open(tensor_path, framework="pt") as reader:
             metadata = reader.metadata() or {}

@@ -16,3 +16,7 @@ class AdapterError(InputError):
 
 class SettingsError(InputError):
     """A run's settings that its stage rejects (checked for every run before the first one starts)."""
+
+
+class AdapterNotFoundError(AdapterError, FileNotFoundError):
+    """An adapter folder or one of its two files is not there (still a ``FileNotFoundError`` for callers)."""

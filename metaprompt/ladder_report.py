@@ -193,9 +193,13 @@ def source_tables(runs: list[Run]) -> list[str]:
 
 
 def _empty_answers(runs: list[Run], tasks: list[str]) -> list[str]:
-    """How often each run answered an entity or relation source with nothing (an empty list): the student's
+    """How often each run answered a generated entity or relation source with nothing (an empty list): the student's
     usual failure when its distillation is too short (it learns "none" before the spans)."""
-    spans = [t for t in tasks if (rows := runs[0].rows(t)) and rows[0]["kind"] in ("ner", "re")]
+    spans = [  # generated answers only: a ranked yes/no relation source's "no" is a choice, not an empty answer
+        t
+        for t in tasks
+        if (rows := runs[0].rows(t)) and rows[0]["kind"] in ("ner", "re") and rows[0].get("scoring") == "generated"
+    ]
     if not spans:
         return []
     counts = []

@@ -64,10 +64,11 @@ def test_the_table_averages_seeds_then_targets_and_the_differences_pair_seeds(tm
 def test_the_sources_say_how_often_teacher_and_student_answered_nothing(tmp_path):
     from metaprompt.ladder_report import _empty_answers
 
-    def ner_run(system, predictions):
+    def ner_run(system, predictions, kind="ner", scoring="generated"):
         folder = tmp_path / system
         folder.mkdir()
-        rows = [{"uid": f"s/{i}", "task": "bc5", "kind": "ner", "prediction": p, "stats": {"tp": 0, "fp": len(p), "fn": 1}}
+        rows = [{"uid": f"s/{i}", "task": "bc5", "kind": kind, "scoring": scoring, "prediction": p,
+                 "stats": {"tp": 0, "fp": len(p), "fn": 1}}
                 for i, p in enumerate(predictions)]  # fmt: skip
         (folder / "predictions.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
         (folder / "metrics.json").write_text(json.dumps({"bc5/score": 0.0}))
@@ -79,3 +80,5 @@ def test_the_sources_say_how_often_teacher_and_student_answered_nothing(tmp_path
         "Empty answers on the entity/relation sources (teacher → student): bc5 1 → 2/3."
     ]
     assert _empty_answers([make_run(tmp_path, "rqe", "teacher", 0, 0, [1, 0])], ["rqe"]) == []  # labels: not asked
+    ranked = ner_run("ranked", [[], [["GENE", "associated_with", "DISEASE"]]], kind="re", scoring="ranked")
+    assert _empty_answers([ranked], ["bc5"]) == []  # a ranked yes/no pair's "no" is a choice, not an empty answer

@@ -136,3 +136,13 @@ def test_bad_records_in_a_reproductions_user_target_are_one_line_before_any_run(
         line.startswith("metaprompt reproduce: data error: ") and "ner_text_offsets.jsonl: line 1: entity text" in line
     )
     assert not (tmp_path / "out" / "teacher").exists()
+
+
+def test_a_mistyped_adapter_folder_is_one_line(tmp_path, data_root, capsys):
+    argv = ["fit", "-c", str(CONFIG_DIR / "distill.yaml"), "-c", str(CONFIG_DIR / "backbones" / "tiny-llama.yaml"),
+            "--model.init_args.teacher_adapter", str(tmp_path / "no_such_teacher"), "--data.tasks", "[rqe]",
+            "--data.root", str(data_root), "--trainer.max_steps", "1", "--trainer.default_root_dir", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 2
+    assert last_line(capsys) == (
+        f"metaprompt fit: {tmp_path / 'no_such_teacher' / 'adapter.json'}: not found (expected a folder written by save_adapter)"
+    )
