@@ -395,7 +395,16 @@ class Pipeline:
                 **self.config.wandb}  # fmt: skip
         args.setdefault("group", self.out.resolve().name)
         if "mode" not in args and "offline" not in args:  # offline unless asked: `wandb sync <save_dir>` uploads later
-            args["offline"] = os.environ.get("WANDB_MODE", "offline") != "online"
+            mode = os.environ.get("WANDB_MODE", "offline")
+            if mode == "disabled":  # the user's opt-out (Lightning would turn offline into WANDB_MODE=dryrun)
+                args["mode"] = "disabled"
+            else:
+                args["offline"] = mode in ("offline", "dryrun")
+        if args.get("offline") and args.get("log_model"):
+            raise SettingsError(
+                "wandb: log_model needs an online W&B run (WANDB_MODE=online); offline, each run's adapter is "
+                "logged as an artifact anyway"
+            )
         args.update(name=name, job_type=name.split("/")[1] if "/" in name else name)
         return [csv, {"class_path": "lightning.pytorch.loggers.WandbLogger", "init_args": args}]
 

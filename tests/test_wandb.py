@@ -31,3 +31,24 @@ def test_each_run_is_its_own_wandb_run_in_the_pipelines_group(tmp_path, data_roo
     assert b"adapter.safetensors" in first and b"adapter.safetensors" not in second  # the trained adapter
     assert b"resolved" in first and b"max_steps" in first  # the resolved config, the trainer's settings too
     assert (out / "pt" / "logs").is_dir() and (out / "z" / "logs").is_dir()  # CSV logs always
+
+
+def test_wandb_is_offline_unless_asked_and_an_opt_out_stays_out(tmp_path, monkeypatch):
+    from metaprompt.errors import SettingsError
+
+    def wandb_args(**settings):
+        pipe = Pipeline(PipelineConfig(output_dir=str(tmp_path / "g"), backbone="tiny-llama", wandb=settings))
+        return pipe.loggers("rqe/LoRA", tmp_path / "run")[1]["init_args"]
+
+    for env, expected in ((None, {"offline": True}), ("offline", {"offline": True}), ("online", {"offline": False}),
+                          ("disabled", {"mode": "disabled"})):  # fmt: skip
+        if env is None:
+            monkeypatch.delenv("WANDB_MODE", raising=False)
+        else:
+            monkeypatch.setenv("WANDB_MODE", env)
+        args = wandb_args()
+        assert {k: args[k] for k in expected} == expected and args["group"] == "g", env
+    assert wandb_args(mode="online")["mode"] == "online" and "offline" not in wandb_args(mode="online")
+    monkeypatch.delenv("WANDB_MODE")
+    with pytest.raises(SettingsError, match="log_model needs an online W&B run"):
+        wandb_args(log_model=True)
