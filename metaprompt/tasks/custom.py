@@ -216,7 +216,8 @@ def _record(spec: TaskSpec, row: dict, uid: str, path: str, loc: str) -> Record:
     if t == "qa":
         ans = get("answer")
         given = ans if isinstance(ans, list) else [ans]
-        if not given or any(a is None or isinstance(a, (dict, list, bool)) or not str(a).strip() for a in given):
+        given = [{True: "yes", False: "no"}[a] if isinstance(a, bool) else a for a in given]  # BoolQ-style true/false
+        if not given or any(a is None or isinstance(a, (dict, list)) or not str(a).strip() for a in given):
             raise DataFormatError(path, loc, f"every answer must be non-empty text; got {ans!r}")
         answers = tuple(str(a) for a in given)
         opts = get("options", required=False)
@@ -238,7 +239,8 @@ def _record(spec: TaskSpec, row: dict, uid: str, path: str, loc: str) -> Record:
             kind=kind,
         )
     if t == "nli":
-        label = get_text("label")
+        label = get("label")
+        label = str(label).lower() if isinstance(label, bool) else _text(label, path, loc, "field 'label'")
         if spec.labels and label not in spec.labels:
             raise DataFormatError(path, loc, f"unknown label {label!r}; declared labels are {list(spec.labels)}")
         return NliRecord(
@@ -291,23 +293,24 @@ def load_custom(spec: TaskSpec) -> dict[str, list[Record]]:
 
     original: dict[str, list[Record]] = {}
 
-    def not_empty(where: str | Path, split: str) -> None:  # an empty split would silently train or score on nothing
+    def not_empty(where: str | Path, split: str, skipped_before: int) -> None:  # else it trains/scores on nothing
         if not original[split]:
-            why = f"; all {len(skipped)} skipped as bad (on_error: skip)" if skipped else ""
+            n = len(skipped) - skipped_before  # this split's own skips
+            why = f"; all {n} skipped as bad (on_error: skip)" if n else ""
             raise DataFormatError(where, None, f"no records (task {spec.name!r}, split {split!r}){why}")
 
     if spec.format == "hub":
         for split, ds in _hub(spec).items():
-            where, original[split] = f"{spec.data_files['hub']}[{split}]", []
+            where, original[split], before = f"{spec.data_files['hub']}[{split}]", [], len(skipped)
             for i, row in enumerate(ds):
                 try:
                     uid = f"{spec.name}/{split}/{len(original[split])}"
                     original[split].append(_record(spec, row, uid, where, f"record {i + 1}"))
                 except DataFormatError as err:
                     on_error(err)
-            not_empty(where, split)
+            not_empty(where, split, before)
     for split, file in ({} if spec.format == "hub" else spec.data_files).items():
-        path = Path(file)
+        path, before = Path(file), len(skipped)
         if spec.format in STRUCTURED:
             original[split] = user_formats.read(spec, split, path, on_error)
         else:
@@ -320,7 +323,7 @@ def load_custom(spec: TaskSpec) -> dict[str, list[Record]]:
                     original[split].append(_record(spec, row, uid, str(path), place))
                 except DataFormatError as err:
                     on_error(err)
-        not_empty(path, split)
+        not_empty(path, split, before)
     if skipped:
         SKIPPED[spec.name] = [str(e) for e in skipped]
         total = len(skipped) + sum(len(r) for r in original.values())

@@ -136,7 +136,7 @@ def _spec_from_entry(entry: Any, root: str | Path | None, where: str, base: Path
         raise TaskDeclarationError(
             f"{where}: task {entry['name']!r}: labels must be a list of names, e.g. [{labels}]; got {labels!r}"
         )
-    entry = {**entry, "labels": tuple(str(x) for x in labels)}
+    entry = {**entry, "labels": tuple(str(x).lower() if isinstance(x, bool) else str(x) for x in labels)}
     entry.setdefault("format", "jsonl")
     files = entry.get("data_files") or {}
     if not isinstance(files, dict) or not all(isinstance(v, str) and v.strip() for v in files.values()):

@@ -79,6 +79,13 @@ def test_on_error_skip_of_every_record_is_still_an_error(tmp_path):
     decl = {"name": "allbad", "task_type": "ner", "data_files": {"train": str(data)}, "on_error": "skip"}
     with pytest.raises(DataFormatError, match=r"no records \(task 'allbad', split 'train'\); all 1 skipped as bad"):
         resolve_tasks([decl])[0].load()
+    good = tmp_path / "good.jsonl"  # another split's skips are not counted as this one's
+    good.write_text('{"text": "x", "entities": [{"start": 0}]}\n{"text": "Aspirin.", "entities": []}\n')
+    both = {**decl, "name": "both", "data_files": {"train": str(good), "test": str(data)}}
+    with pytest.raises(
+        DataFormatError, match=r"all_bad.jsonl: no records \(task 'both', split 'test'\); all 1 skipped"
+    ):
+        resolve_tasks([both])[0].load()
 
 
 def test_on_error_skip_drops_a_whole_conll_sentence(tmp_path):
@@ -123,3 +130,18 @@ def test_on_error_skip_applies_to_hub_rows_too(monkeypatch, capsys):
     )
     with pytest.raises(DataFormatError, match=r"someone/qa\[train\]: record 2: every answer must be non-empty text"):
         resolve_tasks([{**decl, "name": "hubstrict", "on_error": "raise"}])[0].load()
+
+
+def test_json_booleans_are_answers_and_labels_not_errors(tmp_path):
+    qa, nli = tmp_path / "qa.jsonl", tmp_path / "nli.jsonl"
+    qa.write_text(
+        '{"question": "Is aspirin an NSAID?", "answer": true}\n{"question": "Is insulin oral?", "answer": false}\n'
+    )
+    nli.write_text('{"premise": "Afebrile.", "hypothesis": "No fever.", "label": true}\n'
+                   '{"premise": "Temp 39C.", "hypothesis": "No fever.", "label": false}\n')  # fmt: skip
+    records = resolve_tasks([{"name": "bq", "task_type": "qa", "data_files": {"train": str(qa)}}])[0].load()
+    assert sorted(r.answers for recs in records.values() for r in recs) == [("no",), ("yes",)]
+    decl = {"name": "tf", "task_type": "nli", "labels": [True, False], "data_files": {"train": str(nli)}}
+    spec = resolve_tasks([decl])[0]
+    assert spec.labels == ("true", "false")
+    assert sorted(r.label for recs in spec.load().values() for r in recs) == ["false", "true"]
