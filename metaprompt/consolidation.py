@@ -103,8 +103,16 @@ _DCP_GLOBALS = {
     ("collections", "OrderedDict"),
     *(
         ("torch.distributed.checkpoint.metadata", name)
-        for name in ("Metadata", "TensorStorageMetadata", "BytesStorageMetadata", "ChunkStorageMetadata",
-                     "TensorProperties", "MetadataIndex", "StorageMeta", "_MEM_FORMAT_ENCODING")
+        for name in (
+            "Metadata",
+            "TensorStorageMetadata",
+            "BytesStorageMetadata",
+            "ChunkStorageMetadata",
+            "TensorProperties",
+            "MetadataIndex",
+            "StorageMeta",
+            "_MEM_FORMAT_ENCODING",
+        )
     ),  # fmt: skip
 }
 """What a ``torch.distributed.checkpoint`` ``.metadata`` pickle may name besides torch dtypes."""
