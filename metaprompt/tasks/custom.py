@@ -220,6 +220,7 @@ def _record(spec: TaskSpec, row: dict, uid: str, path: str, loc: str) -> Record:
         if not given or any(a is None or isinstance(a, (dict, list)) or not str(a).strip() for a in given):
             raise DataFormatError(path, loc, f"every answer must be non-empty text; got {ans!r}")
         answers = tuple(str(a) for a in given)
+        context = get("context", required=False)
         opts = get("options", required=False)
         opts = tuple(str(o) for o in _list(opts, path, loc, "options")) if opts else None
         kind = (
@@ -231,9 +232,7 @@ def _record(spec: TaskSpec, row: dict, uid: str, path: str, loc: str) -> Record:
             uid=uid,
             origin=f"{path}:{loc}",
             question=get_text("question"),
-            context=None
-            if get("context", required=False) is None
-            else _text(get("context", False), path, loc, "field 'context'"),
+            context=None if context is None else _text(context, path, loc, "field 'context'"),
             options=opts,
             answers=answers,
             kind=kind,
@@ -293,6 +292,14 @@ def load_custom(spec: TaskSpec) -> dict[str, list[Record]]:
 
     original: dict[str, list[Record]] = {}
 
+    def add(split: str, row: dict | DataFormatError, where: str, place: str) -> None:  # one record, or its error
+        try:
+            if isinstance(row, DataFormatError):
+                raise row
+            original[split].append(_record(spec, row, f"{spec.name}/{split}/{len(original[split])}", where, place))
+        except DataFormatError as err:
+            on_error(err)
+
     def not_empty(where: str | Path, split: str, skipped_before: int) -> None:  # else it trains/scores on nothing
         if not original[split]:
             n = len(skipped) - skipped_before  # this split's own skips
@@ -303,11 +310,7 @@ def load_custom(spec: TaskSpec) -> dict[str, list[Record]]:
         for split, ds in _hub(spec).items():
             where, original[split], before = f"{spec.data_files['hub']}[{split}]", [], len(skipped)
             for i, row in enumerate(ds):
-                try:
-                    uid = f"{spec.name}/{split}/{len(original[split])}"
-                    original[split].append(_record(spec, row, uid, where, f"record {i + 1}"))
-                except DataFormatError as err:
-                    on_error(err)
+                add(split, row, where, f"record {i + 1}")
             not_empty(where, split, before)
     for split, file in ({} if spec.format == "hub" else spec.data_files).items():
         path, before = Path(file), len(skipped)
@@ -316,13 +319,7 @@ def load_custom(spec: TaskSpec) -> dict[str, list[Record]]:
         else:
             original[split] = []
             for place, row in _table_rows(path, spec.format, f"task {spec.name!r}, split {split!r}"):
-                try:
-                    if isinstance(row, DataFormatError):
-                        raise row
-                    uid = f"{spec.name}/{split}/{len(original[split])}"
-                    original[split].append(_record(spec, row, uid, str(path), place))
-                except DataFormatError as err:
-                    on_error(err)
+                add(split, row, str(path), place)
         not_empty(path, split, before)
     if skipped:
         SKIPPED[spec.name] = [str(e) for e in skipped]
